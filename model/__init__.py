@@ -1,0 +1,1 @@
+"""mmim: multimodal sentiment analysis with hierarchical MI maximisation (MMIM)."""

@@ -1,0 +1,69 @@
+"""Checkpoints: config.json + model.safetensors (+ the text encoder's config and
+tokenizer in text_encoder/), so a checkpoint directory is self-contained and
+nothing is ever unpickled.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_model, save_model
+
+from .config import ModelConfig
+from .mmim import MMIM
+
+TEXT_ENCODER_DIR = "text_encoder"
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write via a temporary file and rename, so a kill never leaves half a file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def save_weights(model: torch.nn.Module, path: Path) -> None:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_model(model, str(tmp))
+    os.replace(tmp, path)
+
+
+def save_checkpoint(model: MMIM, tokenizer, out_dir: Path, extra_config: dict | None = None) -> None:
+    """Write the config, the text encoder's config and tokenizer, and the weights."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    text_dir = out_dir / TEXT_ENCODER_DIR
+    tokenizer.save_pretrained(text_dir)
+    model.text.bert.config.save_pretrained(text_dir)
+    # Point at the copy inside the checkpoint, not at the machine it was trained on.
+    config = {"model": asdict(replace(model.config, text_encoder=TEXT_ENCODER_DIR))}
+    config.update(extra_config or {})
+    atomic_write_text(out_dir / "config.json", json.dumps(config, indent=2) + "\n")
+    save_weights(model, out_dir / "model.safetensors")
+
+
+def read_model_config(ckpt_dir: Path) -> ModelConfig:
+    ckpt_dir = Path(ckpt_dir)
+    config = ModelConfig(**json.loads((ckpt_dir / "config.json").read_text())["model"])
+    config.text_encoder = str(ckpt_dir / config.text_encoder)
+    return config
+
+
+def load_checkpoint(ckpt_dir: Path, device: str = "cpu"):
+    """(model in eval mode, tokenizer) from a checkpoint directory."""
+    from transformers import AutoTokenizer
+
+    ckpt_dir = Path(ckpt_dir)
+    config = read_model_config(ckpt_dir)
+    model = MMIM(config, pretrained_text=False)
+    load_model(model, str(ckpt_dir / "model.safetensors"), strict=True, device=device)
+    model.to(device).eval()
+    tokenizer = AutoTokenizer.from_pretrained(config.text_encoder)
+    return model, tokenizer

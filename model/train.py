@@ -1,0 +1,314 @@
+"""Train MMIM on a MOSI benchmark.
+
+    python -m model.train --benchmark mosi-std --seed 0 --out-dir runs/mosi-std/full/seed0
+
+Each batch is optimised in two stages, as in the paper:
+1. the likelihood stage fits q(z_m | h_t) of every BA bound (MMILB learning rate);
+2. the main stage minimises  L_task - alpha * sum CPC - beta * sum BA,
+   with its own learning rates for the text encoder and for everything else.
+
+The model is selected on the validation split only. After every epoch the run
+state is written atomically, so a killed run resumes from its last finished
+epoch (`--resume`, the default), and a resumed run ends bit-identical to an
+uninterrupted one on CPU because every epoch reseeds from (seed, epoch).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import random
+import shutil
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_model
+from tqdm import tqdm
+
+from .checkpoint import atomic_write_text, save_checkpoint, save_weights
+from .cli import add_dataclass_flags, dataclass_from_args
+from .config import ModelConfig, TrainConfig
+from .encoders import resolve_text_encoder
+from .data import BENCHMARKS, Collator, Sample, feature_statistics, load_mosi
+from .metrics import sentiment_metrics
+from .mi import mixture_entropy
+from .mmim import MMIM
+
+log = logging.getLogger("mmim.train")
+RESUME_FILE = "resume.json"
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    return seed * 100_003 + epoch
+
+
+def build_model_config(cfg: TrainConfig, splits: dict[str, list[Sample]]) -> ModelConfig:
+    modalities = ("text",) if cfg.variant == "text" else BENCHMARKS[cfg.benchmark]
+    dims = {f"{m}_dim": splits["train"][0].features[m].shape[1] for m in modalities if m != "text"}
+    return replace(cfg.model, modalities=modalities, **dims)
+
+
+def make_optimizers(model: MMIM, cfg: TrainConfig) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer | None]:
+    groups = model.parameter_groups()
+    main = torch.optim.Adam(
+        [{"params": groups["text"], "lr": cfg.lr_text}, {"params": groups["main"], "lr": cfg.lr_main}],
+        weight_decay=cfg.weight_decay,
+    )
+    mmilb = torch.optim.Adam(groups["mmilb"], lr=cfg.lr_mmilb, weight_decay=cfg.weight_decay) if groups["mmilb"] else None
+    return main, mmilb
+
+
+def iterate_batches(samples: list[Sample], batch_size: int, generator: torch.Generator | None = None):
+    order = torch.randperm(len(samples), generator=generator).tolist() if generator else range(len(samples))
+    order = list(order)
+    for start in range(0, len(order), batch_size):
+        yield [samples[i] for i in order[start : start + batch_size]]
+
+
+def train_step(model: MMIM, batch, cfg: TrainConfig, opt_main, opt_mmilb) -> dict[str, float]:
+    out = model(**batch.model_inputs())
+    logs = {}
+    use_mi = cfg.alpha > 0 or cfg.beta > 0
+    if use_mi and opt_mmilb is not None:
+        lld = model.likelihood_terms(out)
+        opt_mmilb.zero_grad(set_to_none=True)
+        (-sum(lld.values())).backward()
+        torch.nn.utils.clip_grad_norm_([p for g in opt_mmilb.param_groups for p in g["params"]], cfg.clip_grad)
+        opt_mmilb.step()
+        logs.update({f"lld_stage1_{m}": v.item() for m, v in lld.items()})
+
+    task = torch.nn.functional.l1_loss(out["raw_score"], batch.labels)
+    loss = task
+    if use_mi:
+        terms = model.mi_terms(out, batch.labels)
+        cpc = sum(v for k, v in terms.items() if k.startswith("cpc_"))
+        ba = sum((v for k, v in terms.items() if k.endswith("_bound")), torch.zeros(()))
+        loss = task - cfg.alpha * cpc - cfg.beta * ba
+        logs.update({k: v.item() for k, v in terms.items()})
+    opt_main.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_([p for g in opt_main.param_groups for p in g["params"]], cfg.clip_grad)
+    opt_main.step()
+    logs.update(loss=loss.item(), task=task.item())
+    return logs
+
+
+@torch.no_grad()
+def predict(model: MMIM, samples: list[Sample], collate: Collator, batch_size: int, device: str) -> dict[str, torch.Tensor]:
+    """Concatenated model outputs over `samples`, in order, in eval mode."""
+    was_training = model.training
+    model.eval()
+    outs: dict[str, list[torch.Tensor]] = {}
+    for chunk in iterate_batches(samples, batch_size):
+        out = model(**collate(chunk).to(device).model_inputs())
+        for k, v in out.items():
+            outs.setdefault(k, []).append(v.cpu())
+    model.train(was_training)
+    return {k: torch.cat(v) for k, v in outs.items()}
+
+
+def evaluate(model, samples, collate, cfg: TrainConfig) -> dict[str, float]:
+    scores = predict(model, samples, collate, 2 * cfg.batch_size, cfg.device)["score"]
+    return sentiment_metrics(scores.numpy(), [s.label for s in samples])
+
+
+@torch.no_grad()
+def store_entropy_statistics(model: MMIM, samples: list[Sample], collate: Collator, cfg: TrainConfig) -> dict[str, float]:
+    """H(z_m) over the training set, kept in the model for single-clip BA diagnostics."""
+    if not model.ba:
+        return {}
+    out = predict(model, samples, collate, 2 * cfg.batch_size, cfg.device)
+    labels = torch.tensor([s.label for s in samples])
+    entropies = {}
+    for m, ba in model.ba.items():
+        z = ba.project(out[f"h_{m}"].to(cfg.device))
+        ba.entropy.copy_(mixture_entropy(z, labels.to(cfg.device)))
+        entropies[m] = ba.entropy.item()
+    return entropies
+
+
+def plot_curves(history: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [h["epoch"] for h in history]
+    panels = [
+        ("training loss", ["train_loss", "train_task"]),
+        ("validation", ["valid_mae", "valid_corr"]),
+        ("MI terms (nats)", sorted({k for h in history for k in h if k.startswith(("train_ba_", "train_cpc_")) and not k.endswith(("_lld", "_entropy"))})),
+    ]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.5))
+    for ax, (title, keys) in zip(axes, panels):
+        for k in keys:
+            ax.plot(epochs, [h.get(k, np.nan) for h in history], marker="o", label=k.removeprefix("train_"))
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        if keys:
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def save_resume_state(run_dir: Path, model, opt_main, opt_mmilb, state: dict) -> None:
+    """Write state-<epoch>/ and only then point resume.json at it."""
+    state_dir = run_dir / f"state-{state['epoch']}"
+    state_dir.mkdir(parents=True, exist_ok=True)
+    save_weights(model, state_dir / "model.safetensors")
+    optim = {"main": opt_main.state_dict()}
+    if opt_mmilb is not None:
+        optim["mmilb"] = opt_mmilb.state_dict()
+    torch.save(optim, state_dir / "optimizer.pt")
+    atomic_write_text(run_dir / RESUME_FILE, json.dumps({**state, "dir": state_dir.name}) + "\n")
+    for old in run_dir.glob("state-*"):
+        if old != state_dir:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def load_resume_state(run_dir: Path, model, opt_main, opt_mmilb, device: str) -> dict | None:
+    pointer = run_dir / RESUME_FILE
+    if not pointer.is_file():
+        return None
+    state = json.loads(pointer.read_text())
+    state_dir = run_dir / state["dir"]
+    load_model(model, str(state_dir / "model.safetensors"), device=device)
+    optim = torch.load(state_dir / "optimizer.pt", map_location=device, weights_only=True)
+    opt_main.load_state_dict(optim["main"])
+    if opt_mmilb is not None:
+        opt_mmilb.load_state_dict(optim["mmilb"])
+    return state
+
+
+def train(cfg: TrainConfig, resume: bool = True) -> dict:
+    from transformers import AutoTokenizer
+
+    run_dir = Path(cfg.out_dir)
+    if resume and (run_dir / "metrics.json").is_file():
+        log.info("%s already finished; remove it to retrain", run_dir)
+        return json.loads((run_dir / "metrics.json").read_text())
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    seed_everything(cfg.seed)
+
+    splits = load_mosi(cfg.data_dir, cfg.benchmark)
+    if cfg.limit_train:
+        splits["train"] = splits["train"][: cfg.limit_train]
+    model_cfg = build_model_config(cfg, splits)
+    model = MMIM(model_cfg)
+    for m, encoder in model.encoders.items():
+        encoder.set_normalisation(*feature_statistics(splits["train"], m))
+    model.to(cfg.device)
+    tokenizer = AutoTokenizer.from_pretrained(resolve_text_encoder(model_cfg.text_encoder))
+    collate = Collator(tokenizer, model_cfg.max_text_len, model_cfg.modalities)
+    opt_main, opt_mmilb = make_optimizers(model, cfg)
+    extra = {"train": {k: v for k, v in asdict(cfg).items() if k != "model"}}
+
+    state = load_resume_state(run_dir, model, opt_main, opt_mmilb, cfg.device) if resume else None
+    if state is None:
+        state = {"epoch": 0, "best": None, "best_epoch": 0, "stale": 0, "history": []}
+        (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+        save_checkpoint(model, tokenizer, run_dir, extra)
+    else:
+        log.info("resuming %s after epoch %d", run_dir, state["epoch"])
+        # A kill between the two writes may have logged the lost epoch already.
+        lines = "".join(json.dumps(h) + "\n" for h in state["history"])
+        atomic_write_text(run_dir / "metrics.jsonl", lines)
+    log.info(
+        "%s %s seed %d: %s, %d/%d/%d samples",
+        cfg.benchmark, cfg.variant, cfg.seed, "+".join(model_cfg.modalities),
+        len(splits["train"]), len(splits["valid"]), len(splits["test"]),
+    )
+
+    for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
+        if state["stale"] >= cfg.patience:
+            break
+        start = time.perf_counter()
+        seed_everything(epoch_seed(cfg.seed, epoch))
+        generator = torch.Generator().manual_seed(epoch_seed(cfg.seed, epoch))
+        model.train()
+        sums: dict[str, float] = {}
+        n_batches = -(-len(splits["train"]) // cfg.batch_size)
+        bar = tqdm(
+            iterate_batches(splits["train"], cfg.batch_size, generator),
+            total=n_batches, desc=f"epoch {epoch}", leave=False, disable=not cfg.progress,
+        )
+        for samples in bar:
+            logs = train_step(model, collate(samples).to(cfg.device), cfg, opt_main, opt_mmilb)
+            for k, v in logs.items():
+                sums[k] = sums.get(k, 0.0) + v
+            bar.set_postfix(loss=f"{logs['loss']:.3f}")
+        seconds = time.perf_counter() - start
+        valid = evaluate(model, splits["valid"], collate, cfg)
+        record = {"epoch": epoch, "seconds": seconds}
+        record.update({f"train_{k}": v / n_batches for k, v in sums.items()})
+        record.update({f"valid_{k}": v for k, v in valid.items()})
+        with open(run_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+        state["history"].append(record)
+
+        value = valid[cfg.select_on]
+        value = -value if cfg.select_on in ("corr",) or cfg.select_on.startswith(("acc", "f1")) else value
+        if state["best"] is None or value < state["best"]:
+            state.update(best=value, best_epoch=epoch, stale=0)
+            save_weights(model, run_dir / "model.safetensors")
+        else:
+            state["stale"] += 1
+        state["epoch"] = epoch
+        save_resume_state(run_dir, model, opt_main, opt_mmilb, state)
+        log.info(
+            "epoch %d  %.1fs  loss %.4f  valid mae %.4f corr %.4f%s",
+            epoch, seconds, record["train_loss"], valid["mae"], valid["corr"],
+            "  *" if state["best_epoch"] == epoch else "",
+        )
+
+    load_model(model, str(run_dir / "model.safetensors"), device=cfg.device)
+    entropies = store_entropy_statistics(model, splits["train"], collate, cfg)
+    save_weights(model, run_dir / "model.safetensors")
+    history = state["history"]
+    metrics = {
+        "benchmark": cfg.benchmark,
+        "variant": cfg.variant,
+        "seed": cfg.seed,
+        "modalities": list(model_cfg.modalities),
+        "best_epoch": state["best_epoch"],
+        "epochs_run": len(history),
+        "epoch_seconds": float(np.median([h["seconds"] for h in history])),
+        "train_entropy": entropies,
+        "valid": evaluate(model, splits["valid"], collate, cfg),
+        "test": evaluate(model, splits["test"], collate, cfg),
+    }
+    plot_curves(history, run_dir / "curves.png")
+    atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    (run_dir / RESUME_FILE).unlink(missing_ok=True)
+    for old in run_dir.glob("state-*"):
+        shutil.rmtree(old, ignore_errors=True)
+    log.info("test: %s", "  ".join(f"{k} {v:.4f}" for k, v in metrics["test"].items()))
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_dataclass_flags(parser, TrainConfig)
+    add_dataclass_flags(parser, ModelConfig, skip=("modalities", "audio_dim", "visual_dim"))
+    parser.add_argument("--no-resume", action="store_true", help="start over even if a run state exists")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    cfg = dataclass_from_args(TrainConfig, args, model=dataclass_from_args(ModelConfig, args))
+    train(cfg, resume=not args.no_resume)
+
+
+if __name__ == "__main__":
+    main()
