@@ -11,7 +11,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_model, save_model
+from safetensors.torch import load_file, save_file
 
 from .config import ModelConfig
 from .mmim import MMIM
@@ -31,8 +31,16 @@ def atomic_write_text(path: Path, text: str) -> None:
 def save_weights(model: torch.nn.Module, path: Path) -> None:
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
-    save_model(model, str(tmp))
+    # Copies, because cuDNN packs LSTM weights into one shared buffer, which
+    # safetensors refuses to write as separate tensors.
+    state = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(tmp))
     os.replace(tmp, path)
+
+
+def load_weights(model: torch.nn.Module, path: Path, device: str = "cpu") -> None:
+    """Strict load; copies into the existing tensors, which also works for cuDNN's packed LSTM weights."""
+    model.load_state_dict(load_file(str(path), device=device), strict=True)
 
 
 def save_checkpoint(model: MMIM, tokenizer, out_dir: Path, extra_config: dict | None = None) -> None:
@@ -63,7 +71,7 @@ def load_checkpoint(ckpt_dir: Path, device: str = "cpu"):
     ckpt_dir = Path(ckpt_dir)
     config = read_model_config(ckpt_dir)
     model = MMIM(config, pretrained_text=False)
-    load_model(model, str(ckpt_dir / "model.safetensors"), strict=True, device=device)
+    load_weights(model, ckpt_dir / "model.safetensors", device)
     model.to(device).eval()
     tokenizer = AutoTokenizer.from_pretrained(config.text_encoder)
     return model, tokenizer

@@ -64,8 +64,8 @@ class TrainConfig:
     seed: int = 0
     # "full" (MMIM), "no_mi" (alpha = beta = 0) or "text" (text only).
     variant: str = "full"
-    epochs: int = 20
-    patience: int = 5  # epochs without validation improvement before stopping
+    epochs: int = 40
+    patience: int = 10  # epochs without validation improvement before stopping
     batch_size: int = 32
     lr_text: float = 5e-5
     lr_main: float = 1e-3

@@ -25,10 +25,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_model
 from tqdm import tqdm
 
-from .checkpoint import atomic_write_text, save_checkpoint, save_weights
+from .checkpoint import atomic_write_text, load_weights, save_checkpoint, save_weights
 from .cli import add_dataclass_flags, dataclass_from_args
 from .config import ModelConfig, TrainConfig
 from .encoders import resolve_text_encoder
@@ -182,7 +181,7 @@ def load_resume_state(run_dir: Path, model, opt_main, opt_mmilb, device: str) ->
         return None
     state = json.loads(pointer.read_text())
     state_dir = run_dir / state["dir"]
-    load_model(model, str(state_dir / "model.safetensors"), device=device)
+    load_weights(model, state_dir / "model.safetensors", device)
     optim = torch.load(state_dir / "optimizer.pt", map_location=device, weights_only=True)
     opt_main.load_state_dict(optim["main"])
     if opt_mmilb is not None:
@@ -274,7 +273,7 @@ def train(cfg: TrainConfig, resume: bool = True) -> dict:
             "  *" if state["best_epoch"] == epoch else "",
         )
 
-    load_model(model, str(run_dir / "model.safetensors"), device=cfg.device)
+    load_weights(model, run_dir / "model.safetensors", cfg.device)
     entropies = store_entropy_statistics(model, splits["train"], collate, cfg)
     save_weights(model, run_dir / "model.safetensors")
     history = state["history"]
@@ -283,6 +282,8 @@ def train(cfg: TrainConfig, resume: bool = True) -> dict:
         "variant": cfg.variant,
         "seed": cfg.seed,
         "modalities": list(model_cfg.modalities),
+        # The folder name identifies a custom encoder in summaries.
+        "text_encoder": Path(cfg.model.text_encoder).name if cfg.model.text_encoder else "MiniLM-L6",
         "best_epoch": state["best_epoch"],
         "epochs_run": len(history),
         "epoch_seconds": float(np.median([h["seconds"] for h in history])),

@@ -1,0 +1,118 @@
+"""MMIM forward pass, MI terms and checkpoint round trip."""
+import numpy as np
+import pytest
+import torch
+from transformers import AutoTokenizer
+
+from model.checkpoint import load_checkpoint, save_checkpoint
+from model.config import ModelConfig
+from model.data import Collator, Sample
+from model.mmim import MMIM
+
+MODALITIES = ("text", "audio", "visual")
+
+
+def make_samples(n: int, seed: int = 0) -> list[Sample]:
+    rng = np.random.default_rng(seed)
+    texts = ["it was really good", "i did not like it at all", "okay", "the plot was a mess but the acting was great"]
+    return [
+        Sample(
+            id=str(i),
+            text=texts[i % len(texts)],
+            label=float(rng.uniform(-3, 3)),
+            features={
+                "audio": rng.normal(size=(int(rng.integers(1, 6)), 7)).astype(np.float32),
+                "visual": rng.normal(size=(int(rng.integers(1, 4)), 5)).astype(np.float32),
+            },
+        )
+        for i in range(n)
+    ]
+
+
+@pytest.fixture()
+def model_and_collate(tiny_bert):
+    torch.manual_seed(0)
+    cfg = ModelConfig(text_encoder=tiny_bert, modalities=MODALITIES, audio_dim=7, visual_dim=5, seq_bidirectional=True)
+    model = MMIM(cfg).eval()
+    collate = Collator(AutoTokenizer.from_pretrained(tiny_bert), cfg.max_text_len, MODALITIES)
+    return model, collate
+
+
+def test_forward_at_batch_size_one(model_and_collate):
+    model, collate = model_and_collate
+    batch = collate(make_samples(1))
+    out = model(**batch.model_inputs())
+    assert out["score"].shape == (1,)
+    assert out["fusion"].shape == (1, 128)
+    assert out["h_text"].shape == (1, 32) and out["h_audio"].shape == (1, 16)
+    terms = model.mi_terms(out, batch.labels)
+    assert all(torch.isfinite(v) for v in terms.values())
+    assert terms["cpc_audio"].item() == pytest.approx(0.0, abs=1e-6)  # log 1: nothing to contrast
+
+
+def test_batch_results_do_not_depend_on_batch_mates(model_and_collate):
+    model, collate = model_and_collate
+    samples = make_samples(4)
+    together = model(**collate(samples).model_inputs())["score"]
+    alone = torch.cat([model(**collate([s]).model_inputs())["score"] for s in samples])
+    torch.testing.assert_close(together, alone, rtol=1e-5, atol=1e-5)
+
+
+def test_scores_are_in_range_and_mi_terms_have_gradients(model_and_collate):
+    model, collate = model_and_collate
+    model.train()
+    batch = collate(make_samples(24))
+    out = model(**batch.model_inputs())
+    assert out["score"].abs().max() <= 3.0
+    terms = model.mi_terms(out, batch.labels)
+    assert set(terms) >= {"ba_audio_bound", "ba_visual_bound", "cpc_text", "cpc_audio", "cpc_visual"}
+    (terms["ba_audio_bound"] + terms["cpc_visual"]).backward()
+    assert model.ba["audio"].project[0].weight.grad is not None  # the projection is trained (defect 3)
+    assert model.encoders["audio"].proj.weight.grad is not None
+
+
+def test_likelihood_stage_only_touches_q(model_and_collate):
+    model, collate = model_and_collate
+    batch = collate(make_samples(8))
+    out = model(**batch.model_inputs())
+    sum(model.likelihood_terms(out).values()).backward()
+    groups = model.parameter_groups()
+    assert all(p.grad is not None for p in groups["mmilb"])
+    assert all(p.grad is None for p in groups["text"] + groups["main"])
+    assert len(groups["text"]) + len(groups["mmilb"]) + len(groups["main"]) == len(list(model.parameters()))
+
+
+def test_missing_stream_is_a_clear_error(model_and_collate):
+    model, collate = model_and_collate
+    inputs = collate(make_samples(2)).model_inputs()
+    del inputs["visual"]
+    with pytest.raises(ValueError, match="visual"):
+        model(**inputs)
+
+
+def test_save_load_gives_identical_outputs(model_and_collate, tmp_path):
+    model, collate = model_and_collate
+    model.encoders["audio"].set_normalisation(torch.full((7,), 0.3), torch.full((7,), 2.0))
+    model.ba["audio"].entropy.fill_(1.25)
+    save_checkpoint(model, collate.tokenizer, tmp_path / "ckpt")
+    config_text = (tmp_path / "ckpt" / "config.json").read_text()
+    assert tiny_bert_path_not_in(config_text, model)
+    loaded, tokenizer = load_checkpoint(tmp_path / "ckpt")
+    batch = Collator(tokenizer, 50, MODALITIES)(make_samples(3))
+    a = model(**batch.model_inputs())
+    b = loaded(**batch.model_inputs())
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+    assert loaded.ba["audio"].entropy.item() == 1.25
+
+
+def tiny_bert_path_not_in(config_text: str, model) -> bool:
+    # The checkpoint points at its own copy of the encoder config, not at this machine.
+    return model.config.text_encoder not in config_text
+
+
+def test_config_rejects_bad_modalities():
+    with pytest.raises(ValueError):
+        ModelConfig(modalities=("audio",))
+    with pytest.raises(ValueError):
+        ModelConfig(modalities=("text", "audio"))  # audio_dim unset

@@ -1,0 +1,104 @@
+"""Training on a small real-MOSI fixture with a tiny BERT: the loss goes down,
+CPU runs are deterministic, and a run killed with SIGKILL resumes to the same
+result as an uninterrupted one."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+from model.config import ModelConfig, TrainConfig
+from model.train import train
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def fixture_config(tmp_path, mosi_dir, tiny_bert, **overrides) -> TrainConfig:
+    base = dict(
+        benchmark="mosi-std",
+        data_dir=str(mosi_dir),
+        out_dir=str(tmp_path / "run"),
+        limit_train=96,
+        epochs=2,
+        batch_size=16,
+        lr_text=1e-3,
+        num_threads=1,
+        progress=False,
+        model=ModelConfig(text_encoder=tiny_bert),
+    )
+    base.update(overrides)
+    return TrainConfig(**base)
+
+
+def cli_args(cfg: TrainConfig) -> list[str]:
+    return [
+        "--benchmark", cfg.benchmark, "--data-dir", cfg.data_dir, "--out-dir", cfg.out_dir,
+        "--limit-train", str(cfg.limit_train), "--epochs", str(cfg.epochs), "--batch-size", str(cfg.batch_size),
+        "--lr-text", str(cfg.lr_text), "--num-threads", "1", "--no-progress",
+        "--text-encoder", cfg.model.text_encoder, "--patience", str(cfg.patience),
+    ]
+
+
+def weights(run_dir) -> dict:
+    return load_file(str(Path(run_dir) / "model.safetensors"))
+
+
+def test_two_epochs_lower_the_loss_and_write_a_checkpoint(tmp_path, mosi_dir, tiny_bert):
+    metrics = train(fixture_config(tmp_path, mosi_dir, tiny_bert))
+    run = tmp_path / "run"
+    history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [h["epoch"] for h in history] == [1, 2]
+    assert history[1]["train_task"] < history[0]["train_task"]
+    assert {"train_ba_audio_bound", "train_cpc_text", "train_cpc_audio", "train_lld_stage1_audio"} <= set(history[0])
+    for name in ("config.json", "model.safetensors", "metrics.json", "curves.png", "text_encoder/config.json"):
+        assert (run / name).is_file(), name
+    assert not list(run.glob("state-*")) and not (run / "resume.json").exists()
+    assert metrics["test"]["mae"] > 0 and set(metrics) >= {"valid", "test", "best_epoch", "epoch_seconds"}
+    assert metrics["train_entropy"]["audio"] != 0.0
+    # Model selection uses validation only: the saved model is the best-validation epoch.
+    best = min(history, key=lambda h: h["valid_mae"])
+    assert metrics["best_epoch"] == best["epoch"]
+    assert metrics["valid"]["mae"] == pytest.approx(best["valid_mae"], abs=1e-6)
+
+
+def test_cpu_runs_are_deterministic(tmp_path, mosi_dir, tiny_bert):
+    train(fixture_config(tmp_path / "a", mosi_dir, tiny_bert, epochs=1))
+    train(fixture_config(tmp_path / "b", mosi_dir, tiny_bert, epochs=1))
+    a, b = weights(tmp_path / "a" / "run"), weights(tmp_path / "b" / "run")
+    assert all((a[k] == b[k]).all() for k in a)
+
+
+def test_text_only_variant_has_no_audio(tmp_path, mosi_dir, tiny_bert):
+    metrics = train(fixture_config(tmp_path, mosi_dir, tiny_bert, epochs=1, variant="text"))
+    assert metrics["modalities"] == ["text"]
+    assert not any(k.startswith("encoders.") for k in weights(tmp_path / "run"))
+
+
+def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path, mosi_dir, tiny_bert):
+    cfg = fixture_config(tmp_path / "killed", mosi_dir, tiny_bert, epochs=4, patience=10)
+    run = Path(cfg.out_dir)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "model.train", *cli_args(cfg)], env=env, cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (run / "resume.json").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run finished before it could be interrupted"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = json.loads((run / "resume.json").read_text())["epoch"]
+    assert 1 <= done < 4 and not (run / "metrics.json").exists()
+
+    subprocess.run([sys.executable, "-m", "model.train", *cli_args(cfg)], env=env, cwd=REPO, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    reference = fixture_config(tmp_path / "clean", mosi_dir, tiny_bert, epochs=4, patience=10)
+    train(reference)
+    resumed, clean = weights(run), weights(reference.out_dir)
+    assert all((resumed[k] == clean[k]).all() for k in clean)
+    epochs = [json.loads(line)["epoch"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == [1, 2, 3, 4]
