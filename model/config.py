@@ -64,6 +64,9 @@ class TrainConfig:
     seed: int = 0
     # "full" (MMIM), "no_mi" (alpha = beta = 0) or "text" (text only).
     variant: str = "full"
+    # Empty: every modality the benchmark offers. Otherwise text plus a subset,
+    # e.g. ("text", "visual"); the MI terms follow the modalities present.
+    modalities: tuple[str, ...] = ()
     epochs: int = 40
     patience: int = 10  # epochs without validation improvement before stopping
     batch_size: int = 32

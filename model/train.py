@@ -51,7 +51,13 @@ def epoch_seed(seed: int, epoch: int) -> int:
 
 
 def build_model_config(cfg: TrainConfig, splits: dict[str, list[Sample]]) -> ModelConfig:
-    modalities = ("text",) if cfg.variant == "text" else BENCHMARKS[cfg.benchmark]
+    available = BENCHMARKS[cfg.benchmark]
+    requested = tuple(cfg.modalities) or available
+    missing = set(requested) - set(available)
+    if missing:
+        raise ValueError(f"{cfg.benchmark} has no {sorted(missing)} features; it offers {available}")
+    # Keep the canonical order so that the fusion input layout does not depend on flag order.
+    modalities = ("text",) if cfg.variant == "text" else tuple(m for m in available if m in requested)
     dims = {f"{m}_dim": splits["train"][0].features[m].shape[1] for m in modalities if m != "text"}
     return replace(cfg.model, modalities=modalities, **dims)
 

@@ -102,3 +102,14 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path, mosi_dir, tiny
     assert all((resumed[k] == clean[k]).all() for k in clean)
     epochs = [json.loads(line)["epoch"] for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert epochs == [1, 2, 3, 4]
+
+
+def test_modalities_are_configurable_and_mi_terms_follow(tmp_path, mosi_dir, tiny_bert):
+    cfg = fixture_config(tmp_path, mosi_dir, tiny_bert, benchmark="mosi-ctx", modalities=("text", "visual"), epochs=1)
+    metrics = train(cfg)
+    assert metrics["modalities"] == ["text", "visual"]
+    logged = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
+    assert "train_ba_visual_bound" in logged and "train_cpc_visual" in logged
+    assert not any("audio" in k for k in logged)
+    with pytest.raises(ValueError, match="no \\['visual'\\]"):
+        train(fixture_config(tmp_path / "x", mosi_dir, tiny_bert, modalities=("text", "visual")))
