@@ -39,6 +39,9 @@ class ModelConfig:
     mi_dim: int = 4
     # Hidden width of the q(z_m | h_t) mean and log-variance networks.
     mmilb_hidden: int = 16
+    # Training representations kept for single-clip CPC diagnostics; with the
+    # clip's own representation they make K = bank + 1 candidates (bound log K).
+    diagnostic_bank: int = 127
 
     def __post_init__(self) -> None:
         self.modalities = tuple(self.modalities)
@@ -54,6 +57,31 @@ class ModelConfig:
     @property
     def nonverbal(self) -> tuple[str, ...]:
         return tuple(m for m in NONVERBAL if m in self.modalities)
+
+
+PRETRAIN = ("", "tuple_nce")
+
+
+@dataclass
+class TupleNCEConfig:
+    """TupleInfoNCE pre-training (model/tuple_nce.py). The nce_ prefix keeps the
+    generated flags (--nce-steps, ...) apart from the training ones."""
+
+    nce_rounds: int = 2  # outer-loop rounds
+    nce_candidates: int = 3  # B: candidates trained per round
+    nce_steps: int = 8  # training steps per candidate
+    nce_batch_size: int = 32
+    nce_tau: float = 0.1
+    nce_proj_dim: int = 32  # per-modality block of the tuple embedding
+    # Log-weights a = (log alpha_0, log alpha_k...) ~ N(mu, sigma^2 I), mu starting at mu_init.
+    nce_mu_init: float = 0.0
+    nce_sigma: float = 0.5
+    nce_lr_mu: float = 0.1
+    # Augmentations: noise std (in feature stds), time-mask share of a sequence, token dropout.
+    nce_noise_std: float = 1.0
+    nce_time_mask: float = 0.2
+    nce_token_dropout: float = 0.15
+    nce_eval_repeats: int = 2  # (augmentation, derangement) draws per A^k
 
 
 @dataclass
@@ -84,10 +112,17 @@ class TrainConfig:
     progress: bool = True  # tqdm bars
     limit_train: int = 0  # >0 keeps the first N training samples (fixtures, smoke runs)
     model: ModelConfig = field(default_factory=ModelConfig)
+    # "tuple_nce": TupleInfoNCE pre-training of the encoders before epoch 1.
+    pretrain: str = ""
+    tuple_nce: TupleNCEConfig = field(default_factory=TupleNCEConfig)
 
     def __post_init__(self) -> None:
         if isinstance(self.model, dict):
             self.model = ModelConfig(**self.model)
+        if isinstance(self.tuple_nce, dict):
+            self.tuple_nce = TupleNCEConfig(**self.tuple_nce)
+        if self.pretrain not in PRETRAIN:
+            raise ValueError(f"unknown pretrain {self.pretrain!r}; choose from {PRETRAIN}")
         if self.variant not in VARIANTS:
             raise ValueError(f"unknown variant {self.variant!r}; choose from {VARIANTS}")
         if self.variant != "full":

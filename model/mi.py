@@ -132,3 +132,15 @@ class CPC(nn.Module):
 
     def forward(self, fusion: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return info_nce(self.net(fusion), target)
+
+    def single_clip(self, fusion: torch.Tensor, target: torch.Tensor, bank: torch.Tensor) -> torch.Tensor:
+        """Per-row InfoNCE against a fixed bank of training targets, in nats.
+
+        Each row's own target competes with the bank's K - 1 representations, so
+        the value lies in (-inf, log K] and does not depend on the rest of the batch.
+        """
+        prediction = nn.functional.normalize(self.net(fusion), dim=-1)
+        own = (prediction * nn.functional.normalize(target, dim=-1)).sum(-1, keepdim=True)
+        others = prediction @ nn.functional.normalize(bank, dim=-1).T
+        logits = torch.cat([own, others], dim=-1)
+        return torch.log_softmax(logits, dim=-1)[:, 0] + math.log(logits.shape[-1])

@@ -32,6 +32,16 @@ class FusionHead(nn.Module):
         return fusion, self.out(fusion).squeeze(-1)
 
 
+class TrainingReference(nn.Module):
+    """Statistics of one modality's training representations, for diagnostics:
+    the mean (the "absent" value in contributions) and a bank of samples (CPC)."""
+
+    def __init__(self, dim: int, bank_size: int):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("bank", torch.zeros(bank_size, dim))
+
+
 class MMIM(nn.Module):
     def __init__(self, config: ModelConfig, pretrained_text: bool = True):
         super().__init__()
@@ -55,6 +65,7 @@ class MMIM(nn.Module):
             {m: BABound(dims["text"], dims[m], config.mi_dim, config.mmilb_hidden) for m in config.nonverbal}
         )
         self.cpc = nn.ModuleDict({m: CPC(config.fusion_hidden, dims[m]) for m in config.modalities})
+        self.reference = nn.ModuleDict({m: TrainingReference(dims[m], config.diagnostic_bank) for m in config.modalities})
 
     def forward(
         self,
@@ -90,6 +101,27 @@ class MMIM(nn.Module):
         for m, cpc in self.cpc.items():
             terms[f"cpc_{m}"] = cpc(out["fusion"], out[f"h_{m}"])
         return terms
+
+    def diagnostics(self, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Per-clip MI diagnostics, each of shape (B,), from statistics stored at training time.
+
+        - ba_text_<m>: log q(z_m | h_t) + H(z_m), H over the training set (nats).
+        - cpc_<m>: InfoNCE of the clip's h_m against the training bank (nats, at most log K).
+        - contribution_<m>: the score minus the score with h_m set to its training mean.
+        """
+        diag = {}
+        for m, ba in self.ba.items():
+            diag[f"ba_text_{m}"] = ba.log_likelihood(out["h_text"], out[f"h_{m}"]) + ba.entropy
+        for m, cpc in self.cpc.items():
+            diag[f"cpc_{m}"] = cpc.single_clip(out["fusion"], out[f"h_{m}"], self.reference[m].bank)
+        for m in self.config.modalities:
+            parts = [
+                self.reference[k].mean.expand_as(out[f"h_{k}"]) if k == m else out[f"h_{k}"]
+                for k in self.config.modalities
+            ]
+            _, raw = self.fusion(torch.cat(parts, dim=-1))
+            diag[f"contribution_{m}"] = out["score"] - raw.clamp(-SCORE_RANGE, SCORE_RANGE)
+        return diag
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         """Text encoder, likelihood networks q (stage 1) and everything else."""

@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from .checkpoint import atomic_write_text, load_weights, save_checkpoint, save_weights
 from .cli import add_dataclass_flags, dataclass_from_args
-from .config import ModelConfig, TrainConfig
+from .config import ModelConfig, TrainConfig, TupleNCEConfig
 from .encoders import resolve_text_encoder
 from .data import BENCHMARKS, Collator, Sample, feature_statistics, load_mosi
 from .metrics import sentiment_metrics
@@ -127,16 +127,21 @@ def evaluate(model, samples, collate, cfg: TrainConfig) -> dict[str, float]:
 
 
 @torch.no_grad()
-def store_entropy_statistics(model: MMIM, samples: list[Sample], collate: Collator, cfg: TrainConfig) -> dict[str, float]:
-    """H(z_m) over the training set, kept in the model for single-clip BA diagnostics."""
-    if not model.ba:
-        return {}
+def store_training_statistics(model: MMIM, samples: list[Sample], collate: Collator, cfg: TrainConfig) -> dict[str, float]:
+    """Keep in the model what single-clip diagnostics need from the training set:
+    H(z_m) of every BA bound, and the mean and a fixed random bank of each h_m."""
     out = predict(model, samples, collate, 2 * cfg.batch_size, cfg.device)
-    labels = torch.tensor([s.label for s in samples])
+    generator = torch.Generator().manual_seed(cfg.seed)
+    bank_rows = torch.randperm(len(samples), generator=generator)[: model.config.diagnostic_bank]
+    for m, reference in model.reference.items():
+        h = out[f"h_{m}"].to(cfg.device)
+        reference.mean.copy_(h.mean(0))
+        # With fewer training samples than the bank holds, repeat rows rather than leave zeros.
+        reference.bank.copy_(h[bank_rows.repeat(-(-len(reference.bank) // len(bank_rows)))[: len(reference.bank)]])
+    labels = torch.tensor([s.label for s in samples], device=cfg.device)
     entropies = {}
     for m, ba in model.ba.items():
-        z = ba.project(out[f"h_{m}"].to(cfg.device))
-        ba.entropy.copy_(mixture_entropy(z, labels.to(cfg.device)))
+        ba.entropy.copy_(mixture_entropy(ba.project(out[f"h_{m}"].to(cfg.device)), labels))
         entropies[m] = ba.entropy.item()
     return entropies
 
@@ -218,6 +223,12 @@ def train(cfg: TrainConfig, resume: bool = True) -> dict:
     model.to(cfg.device)
     tokenizer = AutoTokenizer.from_pretrained(resolve_text_encoder(model_cfg.text_encoder))
     collate = Collator(tokenizer, model_cfg.max_text_len, model_cfg.modalities)
+    pretrain_report = None
+    if cfg.pretrain == "tuple_nce":
+        # Saved in the run folder before epoch 1, so a resumed run loads it instead of redoing it.
+        from .tuple_nce import pretrain_or_reuse
+
+        pretrain_report = pretrain_or_reuse(model, splits, collate, cfg, run_dir, reuse=resume)
     opt_main, opt_mmilb = make_optimizers(model, cfg)
     extra = {"train": {k: v for k, v in asdict(cfg).items() if k != "model"}}
 
@@ -280,7 +291,7 @@ def train(cfg: TrainConfig, resume: bool = True) -> dict:
         )
 
     load_weights(model, run_dir / "model.safetensors", cfg.device)
-    entropies = store_entropy_statistics(model, splits["train"], collate, cfg)
+    entropies = store_training_statistics(model, splits["train"], collate, cfg)
     save_weights(model, run_dir / "model.safetensors")
     history = state["history"]
     metrics = {
@@ -297,6 +308,8 @@ def train(cfg: TrainConfig, resume: bool = True) -> dict:
         "valid": evaluate(model, splits["valid"], collate, cfg),
         "test": evaluate(model, splits["test"], collate, cfg),
     }
+    if pretrain_report is not None:
+        metrics["tuple_nce"] = pretrain_report
     plot_curves(history, run_dir / "curves.png")
     atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     (run_dir / RESUME_FILE).unlink(missing_ok=True)
@@ -310,10 +323,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_dataclass_flags(parser, TrainConfig)
     add_dataclass_flags(parser, ModelConfig, skip=("modalities", "audio_dim", "visual_dim"))
+    add_dataclass_flags(parser, TupleNCEConfig)
     parser.add_argument("--no-resume", action="store_true", help="start over even if a run state exists")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    cfg = dataclass_from_args(TrainConfig, args, model=dataclass_from_args(ModelConfig, args))
+    cfg = dataclass_from_args(
+        TrainConfig, args, model=dataclass_from_args(ModelConfig, args), tuple_nce=dataclass_from_args(TupleNCEConfig, args)
+    )
     train(cfg, resume=not args.no_resume)
 
 

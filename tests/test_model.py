@@ -116,3 +116,24 @@ def test_config_rejects_bad_modalities():
         ModelConfig(modalities=("audio",))
     with pytest.raises(ValueError):
         ModelConfig(modalities=("text", "audio"))  # audio_dim unset
+
+
+def test_diagnostics_known_answers(model_and_collate):
+    model, collate = model_and_collate
+    batch = collate(make_samples(3))
+    out = model(**batch.model_inputs())
+    # A clip whose h_m is the training mean contributes nothing through m.
+    model.reference["audio"].mean.copy_(out["h_audio"][0])
+    # A bank made of the clip's own representation: every candidate ties, so CPC = log K - log K = 0.
+    model.reference["visual"].bank.copy_(out["h_visual"][1].expand_as(model.reference["visual"].bank))
+    model.ba["audio"].entropy.fill_(0.5)
+    diag = model.diagnostics(out)
+    assert diag["contribution_audio"][0].item() == pytest.approx(0.0, abs=1e-6)
+    assert diag["cpc_visual"][1].item() == pytest.approx(0.0, abs=1e-5)
+    log_k = np.log(model.config.diagnostic_bank + 1)
+    for m in MODALITIES:
+        assert diag[f"cpc_{m}"].shape == (3,) and (diag[f"cpc_{m}"] <= log_k + 1e-5).all()
+    expected = model.ba["audio"].log_likelihood(out["h_text"], out["h_audio"]) + 0.5
+    torch.testing.assert_close(diag["ba_text_audio"], expected)
+    assert set(diag) == {"ba_text_audio", "ba_text_visual", "cpc_text", "cpc_audio", "cpc_visual",
+                         "contribution_text", "contribution_audio", "contribution_visual"}

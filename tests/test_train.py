@@ -60,6 +60,8 @@ def test_two_epochs_lower_the_loss_and_write_a_checkpoint(tmp_path, mosi_dir, ti
     assert not list(run.glob("state-*")) and not (run / "resume.json").exists()
     assert metrics["test"]["mae"] > 0 and set(metrics) >= {"valid", "test", "best_epoch", "epoch_seconds"}
     assert metrics["train_entropy"]["audio"] != 0.0
+    stored = weights(run)
+    assert stored["reference.audio.bank"].abs().sum() > 0 and stored["reference.text.mean"].abs().sum() > 0
     # Model selection uses validation only: the saved model is the best-validation epoch.
     best = min(history, key=lambda h: h["valid_mae"])
     assert metrics["best_epoch"] == best["epoch"]

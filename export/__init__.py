@@ -1,0 +1,1 @@
+"""Export MMIM checkpoints to ONNX and serve them with ONNX Runtime."""

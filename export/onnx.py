@@ -1,0 +1,194 @@
+"""Export an MMIM checkpoint to ONNX and check it against PyTorch.
+
+The graph takes a padded batch of features (token ids and mask, and each
+non-verbal stream with its lengths) and returns the score plus the per-clip
+diagnostics of `MMIM.diagnostics`. Batch, token and frame axes are dynamic.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from model.mmim import MMIM
+
+log = logging.getLogger("mmim.export")
+OPSET = 18
+PARITY_TOLERANCE = 1e-4
+
+
+class ParityError(RuntimeError):
+    """ONNX Runtime and PyTorch disagree beyond the tolerance."""
+
+
+def input_names(model: MMIM) -> list[str]:
+    names = ["input_ids", "attention_mask"]
+    for m in model.config.nonverbal:
+        names += [m, f"{m}_lengths"]
+    return names
+
+
+def output_names(model: MMIM) -> list[str]:
+    diag = [f"ba_text_{m}" for m in model.config.nonverbal]
+    diag += [f"cpc_{m}" for m in model.config.modalities]
+    diag += [f"contribution_{m}" for m in model.config.modalities]
+    return ["score", *diag]
+
+
+class ServingGraph(nn.Module):
+    """Positional inputs and a tuple of outputs, in the orders of input_names/output_names."""
+
+    def __init__(self, model: MMIM):
+        super().__init__()
+        self.model = model
+        self.inputs = input_names(model)
+        self.outputs = output_names(model)
+
+    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out = self.model(**dict(zip(self.inputs, inputs)))
+        values = {"score": out["score"], **self.model.diagnostics(out)}
+        return tuple(values[name] for name in self.outputs)
+
+
+def example_inputs(model: MMIM, batch: int = 2, tokens: int = 8, frames: int = 3) -> tuple[torch.Tensor, ...]:
+    """Sizes >= 2 on every dynamic axis: a size of 1 would be frozen into the graph."""
+    g = torch.Generator().manual_seed(0)
+    values = [
+        torch.randint(1000, 2000, (batch, tokens), generator=g),
+        torch.ones(batch, tokens, dtype=torch.long),
+    ]
+    for m in model.config.nonverbal:
+        dim = getattr(model.config, f"{m}_dim")
+        values += [torch.randn(batch, frames, dim, generator=g), torch.full((batch,), frames, dtype=torch.long)]
+    return tuple(values)
+
+
+def dynamic_shapes(model: MMIM) -> tuple:
+    batch = torch.export.Dim("batch", min=1, max=1024)
+    tokens = torch.export.Dim("tokens", min=2, max=512)
+    shapes = [{0: batch, 1: tokens}, {0: batch, 1: tokens}]
+    for m in model.config.nonverbal:
+        frames = torch.export.Dim(f"{m}_frames", min=1, max=100_000)
+        shapes += [{0: batch, 1: frames}, {0: batch}]
+    return tuple(shapes)
+
+
+def export_onnx(model: MMIM, path: Path) -> Path:
+    model = model.eval().cpu()
+    graph = ServingGraph(model).eval()
+    with torch.no_grad():
+        program = torch.onnx.export(
+            graph,
+            example_inputs(model),
+            dynamo=True,
+            input_names=graph.inputs,
+            output_names=graph.outputs,
+            # forward(*inputs) is one variadic argument: its shapes go in one tuple.
+            dynamic_shapes=(dynamic_shapes(model),),
+            opset_version=OPSET,
+            external_data=False,
+            optimize=True,
+        )
+    program.save(str(path))
+    return Path(path)
+
+
+def sample_batches(samples, batch_sizes=(1, 3, 32)):
+    """Real samples for parity: batches of the given sizes with varied token lengths.
+
+    Sorting by transcript length and taking evenly spaced samples mixes short
+    and long utterances (and so padding) into every batch.
+    """
+    ordered = sorted(samples, key=lambda s: len(s.text))
+    batches = []
+    for size in batch_sizes:
+        # A single sample is the median-length one, not the shortest.
+        idx = [len(ordered) // 2] if size == 1 else np.linspace(0, len(ordered) - 1, num=size).round().astype(int)
+        batches.append([ordered[i] for i in idx])
+    return batches
+
+
+def check_parity(model: MMIM, session, collate, batches, tolerance: float = PARITY_TOLERANCE) -> dict[str, float]:
+    """Max |ORT - PyTorch| per output over the batches; raises ParityError beyond tolerance."""
+    graph = ServingGraph(model.eval().cpu())
+    worst = {name: 0.0 for name in graph.outputs}
+    for samples in batches:
+        batch = collate(samples).model_inputs()
+        feed = {name: batch[name].numpy() for name in graph.inputs}
+        with torch.no_grad():
+            expected = graph(*(batch[name] for name in graph.inputs))
+        got = session.run(graph.outputs, feed)
+        for name, e, g in zip(graph.outputs, expected, got):
+            worst[name] = max(worst[name], float(np.abs(e.numpy() - g).max()))
+    bad = {k: v for k, v in worst.items() if not v <= tolerance}
+    if bad:
+        raise ParityError(f"ONNX Runtime differs from PyTorch beyond {tolerance:g}: {bad}")
+    return worst
+
+
+def quantize_int8(src: Path, dst: Path) -> Path:
+    """Dynamic int8 quantisation of the weights (MatMul/Gemm), for CPU serving."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    # The exporter's intermediate shape annotations trip the quantiser's own shape
+    # inference (it re-infers them, and one LSTM state shape disagrees); drop them.
+    model = onnx.load(str(src))
+    del model.graph.value_info[:]
+    _untranspose_gemm_weights(model)
+    stripped = Path(dst).with_suffix(".noshapes.onnx")
+    onnx.save(model, str(stripped))
+    try:
+        quantize_dynamic(
+            str(stripped), str(dst), weight_type=QuantType.QInt8,
+            # MatMul holds the encoder's weights and time. The small Gemm layers of the
+            # heads stay fp32: the quantiser rewrites transposed Gemms into invalid MatMuls.
+            op_types_to_quantize=["MatMul"],
+            nodes_to_quantize=[n.name for n in model.graph.node if n.op_type == "MatMul"],
+            # Without the annotations some MatMul inputs have no inferred type; they are float.
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+        )
+    finally:
+        stripped.unlink(missing_ok=True)
+    return dst
+
+
+def _untranspose_gemm_weights(model) -> None:
+    """Store Gemm weights pre-transposed (transB = 0).
+
+    The quantiser rewrites each Gemm as MatMul + Add and transposes its weight
+    then; a weight the exporter deduplicated across several Gemms is transposed
+    for the first only, which leaves an invalid graph. Doing it here, once per
+    weight, for every Gemm that reads it, avoids that.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    initializers = {init.name: init for init in model.graph.initializer}
+    done = set()
+    for node in model.graph.node:
+        if node.op_type != "Gemm" or node.input[1] not in initializers:
+            continue
+        attrs = {a.name: a for a in node.attribute}
+        if "transB" not in attrs or attrs["transB"].i == 0:
+            continue
+        name = node.input[1]
+        if name not in done:
+            init = initializers[name]
+            init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init).T.copy(), name))
+            done.add(name)
+        attrs["transB"].i = 0
+    onnx.checker.check_model(model)
+
+
+def convert_fp16(src: Path, dst: Path) -> Path:
+    """fp16 weights and arithmetic for GPU serving; inputs and outputs stay fp32/int64."""
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
+    onnx.save(model, str(dst))
+    return dst

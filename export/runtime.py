@@ -1,0 +1,118 @@
+"""The inference runtime: one ONNX Runtime session over an exported model folder.
+
+Used by the app and the CLI alike. It
+- checks every file against the manifest's sha256 before loading anything;
+- refuses a model whose feature spec differs from what the caller's front end makes;
+- picks the provider in order CUDA -> CPU by what actually loads (the
+  onnxruntime-gpu wheel lists CUDA on machines without it), and logs one line;
+- creates its session once, and on CUDA binds inputs and outputs (IO binding).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .artifacts import FEATURE_SPEC, VARIANT_FILES, ModelFolderError, verify_folder
+
+log = logging.getLogger("mmim.runtime")
+
+
+def _usable_cores() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+def make_session(path: Path, providers: list[str] | None = None, threads: int = 0):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # One intra-op thread per usable core; inter-op parallelism only adds contention for this graph.
+    options.intra_op_num_threads = threads or _usable_cores()
+    options.inter_op_num_threads = 1
+    wanted = providers or ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    # The GPU wheel lists CUDA even where its libraries are missing; ORT then logs
+    # an error and falls back to CPU. Silence that: the caller logs what is in use.
+    ort.set_default_logger_severity(4)
+    try:
+        available = set(ort.get_available_providers())
+        session = ort.InferenceSession(str(path), options, providers=[p for p in wanted if p in available])
+    finally:
+        ort.set_default_logger_severity(2)
+    return session
+
+
+class OnnxModel:
+    """An exported MMIM folder, ready to score batches of features."""
+
+    def __init__(
+        self,
+        model_dir: str | Path,
+        variant: str = "fp32",
+        providers: list[str] | None = None,
+        threads: int = 0,
+        expected_feature_spec: dict | None = None,
+    ):
+        self.dir = Path(model_dir)
+        self.manifest = verify_folder(self.dir)
+        self.feature_spec = json.loads((self.dir / FEATURE_SPEC).read_text())
+        if expected_feature_spec is not None and expected_feature_spec != self.feature_spec:
+            raise ModelFolderError(
+                f"{self.dir} was trained on features {self.feature_spec.get('name')!r}, but the front end "
+                f"makes {expected_feature_spec.get('name')!r}; retrain or use a matching model"
+            )
+        if variant not in VARIANT_FILES or VARIANT_FILES[variant] not in self.manifest["files"]:
+            present = [v for v, f in VARIANT_FILES.items() if f in self.manifest["files"]]
+            raise ModelFolderError(f"{self.dir} has no {variant!r} variant; it has {present}")
+        self.config = json.loads((self.dir / "config.json").read_text())["model"]
+        self.session = make_session(self.dir / VARIANT_FILES[variant], providers, threads)
+        self.provider = self.session.get_providers()[0]
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        wanted_cuda = "CUDAExecutionProvider" in (providers or ["CUDAExecutionProvider"])
+        note = " (CUDA did not load)" if wanted_cuda and self.provider != "CUDAExecutionProvider" else ""
+        log.info("ONNX Runtime %s on %s%s: %s", variant, self.provider, note, self.dir)
+        self._tokenizer = None
+
+    @property
+    def tokenizer(self):
+        if self._tokenizer is None:
+            from transformers import AutoTokenizer
+
+            self._tokenizer = AutoTokenizer.from_pretrained(self.dir / "text_encoder")
+        return self._tokenizer
+
+    def collate(self, samples) -> dict[str, np.ndarray]:
+        """Feed dict for `samples` (model.data.Sample), with the training collate."""
+        from model.data import Collator
+
+        batch = Collator(self.tokenizer, self.config["max_text_len"], tuple(self.config["modalities"]))(samples)
+        inputs = batch.model_inputs()
+        return {name: inputs[name].numpy() for name in self.input_names}
+
+    def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        missing = set(self.input_names) - set(feed)
+        if missing:
+            raise ValueError(f"missing inputs {sorted(missing)}")
+        if self.provider == "CUDAExecutionProvider":
+            return self._run_bound(feed)
+        return dict(zip(self.output_names, self.session.run(self.output_names, {k: feed[k] for k in self.input_names})))
+
+    def _run_bound(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        # Inputs are copied to the GPU once and outputs stay there until read back,
+        # instead of ORT staging each through host buffers per run.
+        import onnxruntime as ort
+
+        binding = self.session.io_binding()
+        for name in self.input_names:
+            binding.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(feed[name]), "cuda", 0))
+        for name in self.output_names:
+            binding.bind_output(name, "cuda", 0)
+        self.session.run_with_iobinding(binding)
+        return dict(zip(self.output_names, binding.copy_outputs_to_cpu()))
+
+    def predict(self, samples) -> dict[str, np.ndarray]:
+        return self.run(self.collate(samples))

@@ -1,0 +1,192 @@
+"""ONNX export: parity with PyTorch, dynamic axes, manifest and feature-spec checks, Triton config."""
+import json
+import re
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from export.artifacts import ModelFolderError
+from export.build import build_model_folder
+from export.onnx import ParityError, ServingGraph, check_parity, sample_batches
+from export.runtime import OnnxModel, make_session
+from export.triton import write_triton_repository
+from model.checkpoint import load_checkpoint
+from model.config import ModelConfig, TrainConfig
+from model.data import Collator, Sample, load_mosi
+from model.train import train
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, mosi_dir, tiny_bert):
+    root = tmp_path_factory.mktemp("export")
+    cfg = TrainConfig(
+        benchmark="mosi-ctx", data_dir=str(mosi_dir), out_dir=str(root / "ckpt"), limit_train=64, epochs=1,
+        batch_size=16, num_threads=1, progress=False, model=ModelConfig(text_encoder=tiny_bert),
+    )
+    train(cfg)
+    manifest = build_model_folder(root / "ckpt", root / "onnx", variants=("int8",))
+    return root / "ckpt", root / "onnx", manifest
+
+
+def varied_frames(samples, seed=0):
+    """Real MOSI vectors stretched to 1-5 noisy frames, to exercise the frame axes."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i, s in enumerate(samples):
+        n = 1 + i % 5
+        feats = {m: (np.repeat(x, n, 0) + rng.normal(0, 0.1, (n, x.shape[1]))).astype(np.float32) for m, x in s.features.items()}
+        out.append(Sample(s.id, s.text, s.label, feats))
+    return out
+
+
+def test_export_checks_parity_on_real_samples(exported):
+    _, _, manifest = exported
+    parity = manifest["parity"]
+    assert parity["batch_sizes"] == [1, 3, 32]
+    assert set(parity["max_abs_diff"]) == {
+        "score", "ba_text_audio", "ba_text_visual", "cpc_text", "cpc_audio", "cpc_visual",
+        "contribution_text", "contribution_audio", "contribution_visual",
+    }
+    assert max(parity["max_abs_diff"].values()) <= 1e-4
+
+
+def test_one_file_serves_batch_1_and_3_with_varied_frames(exported, mosi_dir):
+    ckpt, onnx_dir, _ = exported
+    runtime = OnnxModel(onnx_dir, providers=["CPUExecutionProvider"])
+    model, tokenizer = load_checkpoint(ckpt)
+    samples = varied_frames(load_mosi(mosi_dir, "mosi-ctx")["test"][:3])
+    batch3 = runtime.predict(samples)
+    assert batch3["score"].shape == (3,)
+    singles = [runtime.predict([s]) for s in samples]
+    for name in runtime.output_names:
+        np.testing.assert_allclose(batch3[name], np.concatenate([r[name] for r in singles]), atol=1e-4)
+    # And against PyTorch on the same varied-length batch.
+    graph = ServingGraph(model)
+    inputs = Collator(tokenizer, 50, model.config.modalities)(samples).model_inputs()
+    assert inputs["audio_lengths"].tolist() == [1, 2, 3]
+    with torch.no_grad():
+        expected = dict(zip(graph.outputs, graph(*(inputs[n] for n in graph.inputs))))
+    for name in runtime.output_names:
+        np.testing.assert_allclose(batch3[name], expected[name].numpy(), atol=1e-4)
+
+
+def test_parity_failure_is_loud(exported, mosi_dir):
+    ckpt, onnx_dir, _ = exported
+    model, tokenizer = load_checkpoint(ckpt)
+    with torch.no_grad():
+        model.fusion.out.bias += 1e-3  # the ONNX graph no longer matches this model
+    session = make_session(onnx_dir / "model.onnx", ["CPUExecutionProvider"])
+    batches = sample_batches(load_mosi(mosi_dir, "mosi-ctx")["test"], (1, 3))
+    with pytest.raises(ParityError, match="score"):
+        check_parity(model, session, Collator(tokenizer, 50, model.config.modalities), batches)
+
+
+def test_manifest_lists_files_specs_and_variants(exported):
+    _, onnx_dir, manifest = exported
+    assert manifest["opset"] >= 17 and manifest["variants"] == {"fp32": "model.onnx", "int8": "model.int8.onnx"}
+    assert {"model.onnx", "model.int8.onnx", "feature_spec.json", "config.json"} <= set(manifest["files"])
+    inputs = {s["name"]: s for s in manifest["inputs"]}
+    assert inputs["input_ids"]["shape"] == ["batch", "tokens"]
+    assert inputs["audio"]["shape"] == ["batch", "audio_frames", 73]
+    assert inputs["visual_lengths"]["dtype"] == "int64"
+    samples = load_mosi_samples(onnx_dir)
+    int8 = OnnxModel(onnx_dir, "int8", providers=["CPUExecutionProvider"]).predict(samples)
+    fp32 = OnnxModel(onnx_dir, providers=["CPUExecutionProvider"]).predict(samples)
+    assert int8["score"].shape == (2,)
+    np.testing.assert_allclose(int8["score"], fp32["score"], atol=0.05)  # quantised, not broken
+
+
+def load_mosi_samples(onnx_dir):
+    spec = json.loads((onnx_dir / "feature_spec.json").read_text())
+    rng = np.random.default_rng(0)
+    return [Sample(str(i), "fine", 0.0, {m: rng.normal(size=(2, s["dim"])).astype(np.float32) for m, s in spec["streams"].items()}) for i in range(2)]
+
+
+def test_tampered_or_incomplete_folder_is_refused(exported, tmp_path):
+    _, onnx_dir, _ = exported
+    copy = tmp_path / "copy"
+    shutil.copytree(onnx_dir, copy)
+    data = bytearray((copy / "model.onnx").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (copy / "model.onnx").write_bytes(bytes(data))
+    with pytest.raises(ModelFolderError, match="sha256"):
+        OnnxModel(copy)
+    (copy / "model.onnx").unlink()
+    with pytest.raises(ModelFolderError, match="missing"):
+        OnnxModel(copy)
+    (copy / "manifest.json").unlink()
+    with pytest.raises(ModelFolderError, match="no manifest"):
+        OnnxModel(copy)
+    with pytest.raises(ModelFolderError, match="no 'fp16' variant"):
+        OnnxModel(onnx_dir, "fp16")
+
+
+def test_mismatched_feature_spec_is_refused(exported):
+    _, onnx_dir, _ = exported
+    spec = json.loads((onnx_dir / "feature_spec.json").read_text())
+    assert OnnxModel(onnx_dir, expected_feature_spec=spec).feature_spec == spec
+    other = {**spec, "name": "egemaps-lld-25"}
+    with pytest.raises(ModelFolderError, match="egemaps-lld-25"):
+        OnnxModel(onnx_dir, expected_feature_spec=other)
+
+
+def parse_pbtxt(text: str):
+    """A minimal protobuf text-format reader: nested messages, lists and scalars."""
+    tokens = re.findall(r'"[^"]*"|[{}\[\]:,]|[^\s{}\[\]:,"]+', text)
+    pos = 0
+
+    def value():
+        nonlocal pos
+        tok = tokens[pos]
+        pos += 1
+        if tok == "{":
+            return message("}")
+        if tok == "[":
+            items = []
+            while tokens[pos] != "]":
+                if tokens[pos] == ",":
+                    pos += 1
+                    continue
+                items.append(value())
+            pos += 1
+            return items
+        if tok.startswith('"'):
+            return tok[1:-1]
+        return int(tok) if re.fullmatch(r"-?\d+", tok) else tok
+
+    def message(end):
+        nonlocal pos
+        fields = {}
+        while pos < len(tokens) and tokens[pos] != end:
+            key = tokens[pos]
+            pos += 1
+            if tokens[pos] == ":":
+                pos += 1
+            fields[key] = value()
+        pos += 1
+        return fields
+
+    return message(None)
+
+
+def test_triton_config_matches_the_graph(exported, tmp_path):
+    _, onnx_dir, manifest = exported
+    target = write_triton_repository(onnx_dir, tmp_path / "repo", "mmim")
+    assert (target / "1" / "model.onnx").read_bytes() == (onnx_dir / "model.onnx").read_bytes()
+    config = parse_pbtxt((target / "config.pbtxt").read_text())
+    assert config["name"] == "mmim" and config["platform"] == "onnxruntime_onnx"
+    assert config["max_batch_size"] > 0 and "dynamic_batching" in config
+    types = {"int64": "TYPE_INT64", "float": "TYPE_FP32"}
+    for kind in ("input", "output"):
+        declared = {t["name"]: t for t in config[kind]}
+        graph = {s["name"]: s for s in manifest[kind + "s"]}
+        assert set(declared) == set(graph)
+        for name, spec in graph.items():
+            assert declared[name]["data_type"] == types[spec["dtype"]]
+            per_sample = [d if isinstance(d, int) else -1 for d in spec["shape"][1:]]
+            if per_sample:
+                assert declared[name]["dims"] == per_sample
+            else:
+                assert declared[name]["dims"] == [1] and declared[name]["reshape"] == {"shape": []}
