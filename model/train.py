@@ -8,9 +8,10 @@ Each batch is optimised in two stages, as in the paper:
    with its own learning rates for the text encoder and for everything else.
 
 The model is selected on the validation split only. After every epoch the run
-state is written atomically, so a killed run resumes from its last finished
-epoch (`--resume`, the default), and a resumed run ends bit-identical to an
-uninterrupted one on CPU because every epoch reseeds from (seed, epoch).
+state is written atomically; running the same command again after a crash or
+kill resumes after the last finished epoch (`--no-resume` starts over) and, on
+CPU, ends bit-identical to an uninterrupted run, because every epoch reseeds
+from (seed, epoch).
 """
 from __future__ import annotations
 
@@ -73,8 +74,8 @@ def make_optimizers(model: MMIM, cfg: TrainConfig) -> tuple[torch.optim.Optimize
 
 
 def iterate_batches(samples: list[Sample], batch_size: int, generator: torch.Generator | None = None):
-    order = torch.randperm(len(samples), generator=generator).tolist() if generator else range(len(samples))
-    order = list(order)
+    """Shuffled by `generator` when one is given, else in order (evaluation)."""
+    order = torch.randperm(len(samples), generator=generator).tolist() if generator else list(range(len(samples)))
     for start in range(0, len(order), batch_size):
         yield [samples[i] for i in order[start : start + batch_size]]
 
