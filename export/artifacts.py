@@ -14,8 +14,9 @@ import hashlib
 import json
 from pathlib import Path
 
+from model.checkpoint import FEATURE_SPEC
+
 MANIFEST = "manifest.json"
-FEATURE_SPEC = "feature_spec.json"
 VARIANT_FILES = {"fp32": "model.onnx", "int8": "model.int8.onnx", "fp16": "model.fp16.onnx"}
 
 

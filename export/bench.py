@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from model.checkpoint import load_checkpoint
-from model.data import Collator, load_mosi
+from model.data import Collator, load_splits
 
 from .onnx import ServingGraph, sample_batches
 from .runtime import OnnxModel
@@ -42,7 +42,7 @@ def benchmark(ckpt_dir, model_dir, runs: int = 30, threads: int = 0, batch_sizes
     model, tokenizer = load_checkpoint(ckpt_dir)
     graph = ServingGraph(model).eval()
     config = json.loads((Path(ckpt_dir) / "config.json").read_text())
-    samples = load_mosi(data_dir or config["train"]["data_dir"], config["train"]["benchmark"])["test"]
+    samples = load_splits(config["train"]["benchmark"], data_dir or config["train"]["data_dir"])["test"]
     collate = Collator(tokenizer, model.config.max_text_len, model.config.modalities)
     manifest = json.loads((Path(model_dir) / "manifest.json").read_text())
     sessions = {v: OnnxModel(model_dir, v, providers=providers, threads=threads or torch.get_num_threads()) for v in manifest["variants"]}

@@ -77,7 +77,24 @@ def dynamic_shapes(model: MMIM) -> tuple:
 
 
 def export_onnx(model: MMIM, path: Path) -> Path:
-    model = model.eval().cpu()
+    """Export in a fresh process, then check that every dynamic axis stayed dynamic.
+
+    torch 2.13's dynamo exporter keeps state between calls: a second export in one
+    process froze the frame axes to the example's size. A spawned process per
+    export avoids that, and the check refuses a graph where it happened anyway.
+    """
+    context = torch.multiprocessing.get_context("spawn")
+    with context.Pool(1) as pool:
+        pool.apply(_export_here, (model.eval().cpu(), str(path)))
+    frozen = frozen_axes(path, model)
+    if frozen:
+        raise RuntimeError(f"the export froze dynamic axes {frozen}; export in a fresh process")
+    return Path(path)
+
+
+def _export_here(model: MMIM, path: str) -> None:
+    import onnx
+
     graph = ServingGraph(model).eval()
     with torch.no_grad():
         program = torch.onnx.export(
@@ -92,8 +109,27 @@ def export_onnx(model: MMIM, path: Path) -> Path:
             external_data=False,
             optimize=True,
         )
-    program.save(str(path))
-    return Path(path)
+    proto = program.model_proto
+    # The exporter's intermediate shape annotations let ONNX Runtime plan one buffer
+    # for the audio and visual LSTMs, which breaks when their frame counts differ.
+    # Runtime shape inference needs none of them.
+    del proto.graph.value_info[:]
+    onnx.save(proto, path)
+
+
+def frozen_axes(path: Path, model: MMIM) -> list[str]:
+    """Inputs whose batch, token or frame axis has a fixed size in the graph."""
+    import onnx
+
+    dynamic_axes = {"input_ids": (0, 1), "attention_mask": (0, 1)}
+    for m in model.config.nonverbal:
+        dynamic_axes[m] = (0, 1)
+        dynamic_axes[f"{m}_lengths"] = (0,)
+    frozen = []
+    for value in onnx.load(str(path), load_external_data=False).graph.input:
+        dims = value.type.tensor_type.shape.dim
+        frozen += [f"{value.name}[{axis}]" for axis in dynamic_axes.get(value.name, ()) if not dims[axis].dim_param]
+    return frozen
 
 
 def sample_batches(samples, batch_sizes=(1, 3, 32)):
@@ -109,6 +145,26 @@ def sample_batches(samples, batch_sizes=(1, 3, 32)):
         idx = [len(ordered) // 2] if size == 1 else np.linspace(0, len(ordered) - 1, num=size).round().astype(int)
         batches.append([ordered[i] for i in idx])
     return batches
+
+
+def ragged_batch(samples, seed: int = 0):
+    """Real samples reshaped to stress the graph: each stream gets its own frame
+    count (1-6 noisy copies of its vectors), and each modality is absent from
+    some rows, so that audio may be longer or shorter than video, or missing."""
+    from model.data import Sample
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for i, s in enumerate(samples):
+        feats = {}
+        for j, (m, x) in enumerate(sorted(s.features.items())):
+            n = 0 if (i + j) % 4 == 3 else 1 + (i * (j + 2)) % 6
+            reps = np.resize(x, (max(n, len(x)), x.shape[1]))[:n] if len(x) else x[:0]
+            feats[m] = (reps + rng.normal(0, 0.05, reps.shape)).astype(np.float32)
+        # Row 2 has no transcript, but every row keeps at least one modality.
+        text = "" if i % 5 == 2 and any(len(v) for v in feats.values()) else s.text
+        out.append(Sample(s.id, text, s.label, feats))
+    return out
 
 
 def check_parity(model: MMIM, session, collate, batches, tolerance: float = PARITY_TOLERANCE) -> dict[str, float]:

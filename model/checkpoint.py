@@ -17,6 +17,8 @@ from .config import ModelConfig
 from .mmim import MMIM
 
 TEXT_ENCODER_DIR = "text_encoder"
+# What the non-verbal inputs are (written by model.featurize); travels dataset -> checkpoint -> export.
+FEATURE_SPEC = "feature_spec.json"
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -86,7 +86,7 @@ class TupleNCEConfig:
 
 @dataclass
 class TrainConfig:
-    benchmark: str = "mosi-std"  # mosi-std | mosi-ctx
+    benchmark: str = "mosi-std"  # mosi-std | mosi-ctx | featurized (a `model.featurize` dataset)
     data_dir: str = "../shared/data/mosi"
     out_dir: str = "runs/mosi-std"
     seed: int = 0
@@ -105,6 +105,10 @@ class TrainConfig:
     alpha: float = 0.1  # weight of the CPC terms
     beta: float = 0.1  # weight of the BA terms
     clip_grad: float = 1.0
+    # Per row and modality, the chance of hiding it during training, so that the
+    # learned "absent" vectors are trained and a missing modality at serving
+    # time is handled. A row never loses every modality.
+    modality_dropout: float = 0.0
     # Metric that selects the model on the validation split (lower is better).
     select_on: str = "mae"
     num_threads: int = 0  # 0 leaves torch's default

@@ -3,6 +3,10 @@
 A sample is a transcript, a label and one (T, d) feature sequence per
 non-verbal modality. MOSI's features are one vector per segment, so its
 sequences have length 1.
+
+A modality can be absent from a sample: an empty transcript, or a (0, d)
+sequence. The collate marks it (an all-zero attention mask, or length 0) and
+the model substitutes a learned "absent" vector for it.
 """
 from __future__ import annotations
 
@@ -19,6 +23,8 @@ import torch
 BENCHMARKS = {
     "mosi-std": ("text", "audio"),
     "mosi-ctx": ("text", "audio", "visual"),
+    # A dataset written by `python -m model.featurize` from raw clips.
+    "featurized": ("text", "audio", "visual"),
 }
 # Share of mosi-ctx training videos held out for validation.
 CTX_VALID_SHARE = 0.15
@@ -67,9 +73,12 @@ class Collator:
             max_length=self.max_text_len,
             return_tensors="pt",
         )
+        # An absent transcript is marked by an all-zero attention mask; the
+        # model then ignores the encoder's output for that row.
+        text_present = torch.tensor([[bool(s.text.strip())] for s in samples])
         batch = Batch(
             input_ids=tokens["input_ids"],
-            attention_mask=tokens["attention_mask"],
+            attention_mask=tokens["attention_mask"] * text_present,
             labels=torch.tensor([s.label for s in samples], dtype=torch.float32),
         )
         for m in self.nonverbal:
@@ -93,9 +102,18 @@ def ctx_valid_videos(train_videos: set[str]) -> set[str]:
     return set(ordered[: max(1, round(CTX_VALID_SHARE * len(ordered)))])
 
 
+def load_splits(benchmark: str, data_dir: str | Path) -> dict[str, list[Sample]]:
+    """Train/valid/test samples of any benchmark: MOSI's, or a featurized dataset."""
+    if benchmark == "featurized":
+        from .features.dataset import load_featurized
+
+        return load_featurized(data_dir)
+    return load_mosi(data_dir, benchmark)
+
+
 def load_mosi(data_dir: str | Path, benchmark: str) -> dict[str, list[Sample]]:
     """Train/valid/test samples of a MOSI benchmark from the shared data folder."""
-    if benchmark not in BENCHMARKS:
+    if benchmark not in BENCHMARKS or benchmark == "featurized":
         raise ValueError(f"unknown benchmark {benchmark!r}; choose from {sorted(BENCHMARKS)}")
     data_dir = Path(data_dir)
     with open(data_dir / "segments.csv", newline="", encoding="utf-8") as f:

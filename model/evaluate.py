@@ -27,13 +27,13 @@ PERCENT = {"acc7", "acc5", "acc2_has0", "f1_has0", "acc2_non0", "f1_non0"}
 def evaluate_checkpoint(ckpt_dir: str | Path, split: str = "test", data_dir: str | None = None, device: str = "cpu") -> dict[str, float]:
     from .checkpoint import load_checkpoint
     from .config import TrainConfig
-    from .data import Collator, load_mosi
+    from .data import Collator, load_splits
     from .train import predict
 
     ckpt_dir = Path(ckpt_dir)
     model, tokenizer = load_checkpoint(ckpt_dir, device)
     train_cfg = TrainConfig(**json.loads((ckpt_dir / "config.json").read_text())["train"])
-    samples = load_mosi(data_dir or train_cfg.data_dir, train_cfg.benchmark)[split]
+    samples = load_splits(train_cfg.benchmark, data_dir or train_cfg.data_dir)[split]
     collate = Collator(tokenizer, model.config.max_text_len, model.config.modalities)
     scores = predict(model, samples, collate, 64, device)["score"]
     return sentiment_metrics(scores.numpy(), [s.label for s in samples])

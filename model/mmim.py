@@ -4,6 +4,11 @@ Text (BERT [CLS]) and LSTM audio/visual encoders feed a fusion MLP that
 regresses sentiment. Two families of MI terms regularise the representations:
 a Barber-Agakov bound between text and each non-verbal modality, and CPC
 (InfoNCE) between the fusion vector and every modality.
+
+Any modality may be absent from a row (an all-zero attention mask, or a
+stream of length 0). Its representation is then a learned "absent" vector,
+trained by modality dropout, and the MI terms and diagnostics use only the
+rows where the modality is present.
 """
 from __future__ import annotations
 
@@ -66,6 +71,7 @@ class MMIM(nn.Module):
         )
         self.cpc = nn.ModuleDict({m: CPC(config.fusion_hidden, dims[m]) for m in config.modalities})
         self.reference = nn.ModuleDict({m: TrainingReference(dims[m], config.diagnostic_bank) for m in config.modalities})
+        self.absent = nn.ParameterDict({m: nn.Parameter(torch.zeros(dims[m])) for m in config.modalities})
 
     def forward(
         self,
@@ -77,29 +83,54 @@ class MMIM(nn.Module):
         visual_lengths: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         streams = {"audio": (audio, audio_lengths), "visual": (visual, visual_lengths)}
-        h = {"text": self.text(input_ids, attention_mask)}
+        present = {"text": attention_mask[:, 0] > 0}
+        # An absent transcript still runs through the encoder, on a full mask, so
+        # that no row is all-masked (NaN-prone); its output is replaced below.
+        safe_mask = torch.where(present["text"].unsqueeze(1), attention_mask, torch.ones_like(attention_mask))
+        h = {"text": self.text(input_ids, safe_mask)}
         for m, encoder in self.encoders.items():
             x, lengths = streams[m]
             if x is None or lengths is None:
                 raise ValueError(f"this model needs the {m} stream and its lengths")
+            present[m] = lengths > 0
             h[m] = encoder(x, lengths)
+        h = {m: torch.where(present[m].unsqueeze(1), v, self.absent[m].expand_as(v)) for m, v in h.items()}
         fusion, raw = self.fusion(torch.cat([h[m] for m in self.config.modalities], dim=-1))
         out = {"score": raw.clamp(-SCORE_RANGE, SCORE_RANGE), "raw_score": raw, "fusion": fusion}
         out.update({f"h_{m}": v for m, v in h.items()})
+        out.update({f"present_{m}": v for m, v in present.items()})
         return out
+
+    @staticmethod
+    def pair_rows(out: dict[str, torch.Tensor], m: str) -> torch.Tensor:
+        """Rows where both text and m are present: the only ones a BA term may use."""
+        return out["present_text"] & out[f"present_{m}"]
 
     def likelihood_terms(self, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Stage 1: mean log q(z_m | h_t), with gradients to the q networks only."""
-        return {m: ba.fit_likelihood(out["h_text"], out[f"h_{m}"]) for m, ba in self.ba.items()}
-
-    def mi_terms(self, out: dict[str, torch.Tensor], labels: torch.Tensor | None) -> dict[str, torch.Tensor]:
-        """Stage 2: the BA bounds and CPC estimates, with gradients to the representations."""
         terms = {}
         for m, ba in self.ba.items():
-            for name, value in ba(out["h_text"], out[f"h_{m}"], labels).items():
-                terms[f"ba_{m}_{name}"] = value
+            rows = self.pair_rows(out, m)
+            if rows.any():
+                terms[m] = ba.fit_likelihood(out["h_text"][rows], out[f"h_{m}"][rows])
+        return terms
+
+    def mi_terms(self, out: dict[str, torch.Tensor], labels: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """Stage 2: the BA bounds and CPC estimates, with gradients to the representations.
+
+        A term whose rows are too few to estimate it (BA: none, CPC: fewer than 2) is left out.
+        """
+        terms = {}
+        for m, ba in self.ba.items():
+            rows = self.pair_rows(out, m)
+            if rows.any():
+                row_labels = None if labels is None else labels[rows]
+                for name, value in ba(out["h_text"][rows], out[f"h_{m}"][rows], row_labels).items():
+                    terms[f"ba_{m}_{name}"] = value
         for m, cpc in self.cpc.items():
-            terms[f"cpc_{m}"] = cpc(out["fusion"], out[f"h_{m}"])
+            rows = out[f"present_{m}"]
+            if int(rows.sum()) >= 2:
+                terms[f"cpc_{m}"] = cpc(out["fusion"][rows], out[f"h_{m}"][rows])
         return terms
 
     def diagnostics(self, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -107,7 +138,9 @@ class MMIM(nn.Module):
 
         - ba_text_<m>: log q(z_m | h_t) + H(z_m), H over the training set (nats).
         - cpc_<m>: InfoNCE of the clip's h_m against the training bank (nats, at most log K).
-        - contribution_<m>: the score minus the score with h_m set to its training mean.
+        - contribution_<m>: the score minus the score with h_m set to its training mean;
+          0 where m is absent. BA and CPC of an absent modality are computed on the
+          absent vector and mean nothing: callers show them as absent.
         """
         diag = {}
         for m, ba in self.ba.items():
@@ -120,7 +153,8 @@ class MMIM(nn.Module):
                 for k in self.config.modalities
             ]
             _, raw = self.fusion(torch.cat(parts, dim=-1))
-            diag[f"contribution_{m}"] = out["score"] - raw.clamp(-SCORE_RANGE, SCORE_RANGE)
+            contribution = out["score"] - raw.clamp(-SCORE_RANGE, SCORE_RANGE)
+            diag[f"contribution_{m}"] = torch.where(out[f"present_{m}"], contribution, torch.zeros_like(contribution))
         return diag
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:

@@ -28,11 +28,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .checkpoint import atomic_write_text, load_weights, save_checkpoint, save_weights
+from .checkpoint import FEATURE_SPEC, atomic_write_text, load_weights, save_checkpoint, save_weights
 from .cli import add_dataclass_flags, dataclass_from_args
 from .config import ModelConfig, TrainConfig, TupleNCEConfig
 from .encoders import resolve_text_encoder
-from .data import BENCHMARKS, Collator, Sample, feature_statistics, load_mosi
+from .data import BENCHMARKS, Batch, Collator, Sample, feature_statistics, load_splits
 from .metrics import sentiment_metrics
 from .mi import mixture_entropy
 from .mmim import MMIM
@@ -80,12 +80,32 @@ def iterate_batches(samples: list[Sample], batch_size: int, generator: torch.Gen
         yield [samples[i] for i in order[start : start + batch_size]]
 
 
+def drop_modalities(batch: Batch, modalities: tuple[str, ...], p: float, generator: torch.Generator) -> Batch:
+    """Hide each present modality of each row with probability p, never all of a row's."""
+    present = torch.stack(
+        [batch.attention_mask[:, 0] > 0 if m == "text" else getattr(batch, f"{m}_lengths") > 0 for m in modalities], dim=1
+    )
+    hide = (torch.rand(present.shape, generator=generator) < p) & present
+    # Where every present modality would go, keep one of them, chosen at random.
+    emptied = present.any(1) & ~(present & ~hide).any(1)
+    if emptied.any():
+        keep = torch.multinomial(present[emptied].float(), 1, generator=generator).squeeze(1)
+        hide[emptied.nonzero().squeeze(1), keep] = False
+    for j, m in enumerate(modalities):
+        if m == "text":
+            batch.attention_mask = batch.attention_mask * (~hide[:, j]).unsqueeze(1)
+        else:
+            lengths = getattr(batch, f"{m}_lengths")
+            setattr(batch, f"{m}_lengths", torch.where(hide[:, j], torch.zeros_like(lengths), lengths))
+    return batch
+
+
 def train_step(model: MMIM, batch, cfg: TrainConfig, opt_main, opt_mmilb) -> dict[str, float]:
     out = model(**batch.model_inputs())
     logs = {}
     use_mi = cfg.alpha > 0 or cfg.beta > 0
-    if use_mi and opt_mmilb is not None:
-        lld = model.likelihood_terms(out)
+    lld = model.likelihood_terms(out) if use_mi and opt_mmilb is not None else {}
+    if lld:
         opt_mmilb.zero_grad(set_to_none=True)
         (-sum(lld.values())).backward()
         torch.nn.utils.clip_grad_norm_([p for g in opt_mmilb.param_groups for p in g["params"]], cfg.clip_grad)
@@ -133,16 +153,23 @@ def store_training_statistics(model: MMIM, samples: list[Sample], collate: Colla
     H(z_m) of every BA bound, and the mean and a fixed random bank of each h_m."""
     out = predict(model, samples, collate, 2 * cfg.batch_size, cfg.device)
     generator = torch.Generator().manual_seed(cfg.seed)
-    bank_rows = torch.randperm(len(samples), generator=generator)[: model.config.diagnostic_bank]
+    # Enough candidates that the bank fills from present rows even when a modality is often absent.
+    bank_rows = torch.randperm(len(samples), generator=generator)
     for m, reference in model.reference.items():
+        # Statistics of real representations only: rows where m is absent hold the absent vector.
+        present = out[f"present_{m}"]
+        if not present.any():
+            raise ValueError(f"no training sample has the {m} modality")
         h = out[f"h_{m}"].to(cfg.device)
-        reference.mean.copy_(h.mean(0))
-        # With fewer training samples than the bank holds, repeat rows rather than leave zeros.
-        reference.bank.copy_(h[bank_rows.repeat(-(-len(reference.bank) // len(bank_rows)))[: len(reference.bank)]])
+        reference.mean.copy_(h[present].mean(0))
+        rows = bank_rows[present[bank_rows]]
+        # With fewer such samples than the bank holds, repeat rows rather than leave zeros.
+        reference.bank.copy_(h[rows.repeat(-(-len(reference.bank) // len(rows)))[: len(reference.bank)]])
     labels = torch.tensor([s.label for s in samples], device=cfg.device)
     entropies = {}
     for m, ba in model.ba.items():
-        ba.entropy.copy_(mixture_entropy(ba.project(out[f"h_{m}"].to(cfg.device)), labels))
+        rows = MMIM.pair_rows(out, m)
+        ba.entropy.copy_(mixture_entropy(ba.project(out[f"h_{m}"][rows].to(cfg.device)), labels[rows]))
         entropies[m] = ba.entropy.item()
     return entropies
 
@@ -214,7 +241,7 @@ def train(cfg: TrainConfig, resume: bool = True) -> dict:
     torch.use_deterministic_algorithms(True, warn_only=True)
     seed_everything(cfg.seed)
 
-    splits = load_mosi(cfg.data_dir, cfg.benchmark)
+    splits = load_splits(cfg.benchmark, cfg.data_dir)
     if cfg.limit_train:
         splits["train"] = splits["train"][: cfg.limit_train]
     model_cfg = build_model_config(cfg, splits)
@@ -238,6 +265,10 @@ def train(cfg: TrainConfig, resume: bool = True) -> dict:
         state = {"epoch": 0, "best": None, "best_epoch": 0, "stale": 0, "history": []}
         (run_dir / "metrics.jsonl").unlink(missing_ok=True)
         save_checkpoint(model, tokenizer, run_dir, extra)
+        if cfg.benchmark == "featurized":
+            # What the features are travels with the weights, so that export and the app
+            # can refuse a front end that makes different ones.
+            shutil.copyfile(Path(cfg.data_dir) / FEATURE_SPEC, run_dir / FEATURE_SPEC)
     else:
         log.info("resuming %s after epoch %d", run_dir, state["epoch"])
         # A kill between the two writes may have logged the lost epoch already.
@@ -263,7 +294,10 @@ def train(cfg: TrainConfig, resume: bool = True) -> dict:
             total=n_batches, desc=f"epoch {epoch}", leave=False, disable=not cfg.progress,
         )
         for samples in bar:
-            logs = train_step(model, collate(samples).to(cfg.device), cfg, opt_main, opt_mmilb)
+            batch = collate(samples)
+            if cfg.modality_dropout > 0:
+                batch = drop_modalities(batch, model_cfg.modalities, cfg.modality_dropout, generator)
+            logs = train_step(model, batch.to(cfg.device), cfg, opt_main, opt_mmilb)
             for k, v in logs.items():
                 sums[k] = sums.get(k, 0.0) + v
             bar.set_postfix(loss=f"{logs['loss']:.3f}")

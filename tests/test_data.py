@@ -30,7 +30,7 @@ def test_mosi_ctx_valid_is_carved_by_whole_videos(mosi_dir):
 def test_unknown_benchmark(mosi_dir):
     with pytest.raises(ValueError, match="choose from"):
         load_mosi(mosi_dir, "mosei")
-    assert set(BENCHMARKS) == {"mosi-std", "mosi-ctx"}
+    assert set(BENCHMARKS) == {"mosi-std", "mosi-ctx", "featurized"}
 
 
 def test_collate_pads_and_keeps_lengths(tiny_bert):

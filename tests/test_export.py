@@ -9,7 +9,7 @@ import torch
 
 from export.artifacts import ModelFolderError
 from export.build import build_model_folder
-from export.onnx import ParityError, ServingGraph, check_parity, sample_batches
+from export.onnx import ParityError, ServingGraph, check_parity, export_onnx, frozen_axes, ragged_batch, sample_batches
 from export.runtime import OnnxModel, make_session
 from export.triton import write_triton_repository
 from model.checkpoint import load_checkpoint
@@ -70,6 +70,33 @@ def test_one_file_serves_batch_1_and_3_with_varied_frames(exported, mosi_dir):
         expected = dict(zip(graph.outputs, graph(*(inputs[n] for n in graph.inputs))))
     for name in runtime.output_names:
         np.testing.assert_allclose(batch3[name], expected[name].numpy(), atol=1e-4)
+
+
+def test_ragged_batch_with_absent_rows_matches_pytorch(exported, mosi_dir):
+    """Audio longer or shorter than video, and rows missing a modality, in one batch."""
+    ckpt, onnx_dir, manifest = exported
+    assert manifest["parity"]["ragged_batch"] is True
+    model, tokenizer = load_checkpoint(ckpt)
+    samples = ragged_batch(load_mosi(mosi_dir, "mosi-ctx")["test"][:12])
+    inputs = Collator(tokenizer, 50, model.config.modalities)(samples).model_inputs()
+    lengths = np.stack([inputs["audio_lengths"].numpy(), inputs["visual_lengths"].numpy()], 1)
+    assert (lengths[:, 0] > lengths[:, 1]).any() and (lengths[:, 0] < lengths[:, 1]).any()
+    assert (lengths == 0).any() and (inputs["attention_mask"][:, 0] == 0).any()
+    got = OnnxModel(onnx_dir, providers=["CPUExecutionProvider"]).run({n: inputs[n].numpy() for n in ServingGraph(model).inputs})
+    graph = ServingGraph(model)
+    with torch.no_grad():
+        expected = dict(zip(graph.outputs, graph(*(inputs[n] for n in graph.inputs))))
+    for name in graph.outputs:
+        np.testing.assert_allclose(got[name], expected[name].numpy(), atol=1e-4)
+    absent_audio = inputs["audio_lengths"].numpy() == 0
+    assert (got["contribution_audio"][absent_audio] == 0).all()
+
+
+def test_a_second_export_in_one_process_keeps_dynamic_axes(exported, tmp_path):
+    ckpt, _, _ = exported
+    model, _ = load_checkpoint(ckpt)
+    path = export_onnx(model, tmp_path / "again.onnx")
+    assert frozen_axes(path, model) == []
 
 
 def test_parity_failure_is_loud(exported, mosi_dir):

@@ -47,7 +47,8 @@ def test_forward_at_batch_size_one(model_and_collate):
     assert out["h_text"].shape == (1, 32) and out["h_audio"].shape == (1, 16)
     terms = model.mi_terms(out, batch.labels)
     assert all(torch.isfinite(v) for v in terms.values())
-    assert terms["cpc_audio"].item() == pytest.approx(0.0, abs=1e-6)  # log 1: nothing to contrast
+    # InfoNCE over one row is log 1 = 0 and carries no signal: the term is left out.
+    assert not any(k.startswith("cpc_") for k in terms)
 
 
 def test_batch_results_do_not_depend_on_batch_mates(model_and_collate):
@@ -137,3 +138,65 @@ def test_diagnostics_known_answers(model_and_collate):
     torch.testing.assert_close(diag["ba_text_audio"], expected)
     assert set(diag) == {"ba_text_audio", "ba_text_visual", "cpc_text", "cpc_audio", "cpc_visual",
                          "contribution_text", "contribution_audio", "contribution_visual"}
+
+
+def without(sample: Sample, modality: str) -> Sample:
+    """The sample with one modality absent: empty text, or a (0, d) stream."""
+    if modality == "text":
+        return Sample(sample.id, "", sample.label, dict(sample.features))
+    feats = dict(sample.features)
+    feats[modality] = feats[modality][:0]
+    return Sample(sample.id, sample.text, sample.label, feats)
+
+
+@pytest.mark.parametrize("modality", MODALITIES)
+def test_absent_modality_uses_the_learned_vector_and_contributes_nothing(model_and_collate, modality):
+    model, collate = model_and_collate
+    with torch.no_grad():
+        model.absent[modality].normal_()
+    samples = make_samples(3)
+    batch = collate([without(samples[0], modality), *samples[1:]])
+    out = model(**batch.model_inputs())
+    assert out[f"present_{modality}"].tolist() == [False, True, True]
+    torch.testing.assert_close(out[f"h_{modality}"][0], model.absent[modality])
+    diag = model.diagnostics(out)
+    assert diag[f"contribution_{modality}"][0].item() == 0.0
+    assert diag[f"contribution_{modality}"][1:].abs().sum() > 0
+    # The absent row's score does not depend on what its text or padding holds.
+    other = without(Sample("x", "completely different words here", 0.0, samples[2].features), modality)
+    again = model(**collate([other]).model_inputs())
+    if modality == "text":
+        torch.testing.assert_close(again["score"], model(**collate([without(samples[2], "text")]).model_inputs())["score"])
+    assert torch.isfinite(out["score"]).all()
+
+
+def test_mi_terms_use_present_rows_only(model_and_collate):
+    model, collate = model_and_collate
+    samples = make_samples(6)
+    full = collate(samples)
+    out_full = model(**full.model_inputs())
+    # Rows 0-2 lose audio: the audio CPC must equal the CPC over rows 3-5 alone.
+    partial = collate([without(s, "audio") for s in samples[:3]] + samples[3:])
+    out = model(**partial.model_inputs())
+    terms = model.mi_terms(out, partial.labels)
+    expected = model.cpc["audio"](out["fusion"][3:], out_full["h_audio"][3:])
+    torch.testing.assert_close(terms["cpc_audio"], expected)
+    # One present row is too few for InfoNCE: the term is left out, not faked.
+    lone = collate([without(s, "audio") for s in samples[:5]] + samples[5:])
+    assert "cpc_audio" not in model.mi_terms(model(**lone.model_inputs()), lone.labels)
+
+
+def test_modality_dropout_never_hides_every_modality(model_and_collate):
+    from model.train import drop_modalities
+
+    _, collate = model_and_collate
+    samples = make_samples(64)
+    samples[0] = without(without(samples[0], "audio"), "visual")  # text is its only modality
+    batch = drop_modalities(collate(samples), MODALITIES, 0.9, torch.Generator().manual_seed(0))
+    present = torch.stack(
+        [batch.attention_mask[:, 0] > 0, batch.audio_lengths > 0, batch.visual_lengths > 0], dim=1
+    )
+    assert present.any(1).all()
+    assert present[0].tolist() == [True, False, False]
+    # With p = 0.9 most modalities go, so the guard above is exercised.
+    assert present.float().mean() < 0.5
