@@ -1,0 +1,33 @@
+"""Front-end configuration and the per-clip result."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class FrontEndConfig:
+    audio_rate_hz: float = 10.0        # eGeMAPS LLDs (100 Hz) mean-pooled to this rate
+    video_fps: float = 5.0             # frames sampled per second
+    max_duration_s: float = 120.0      # longer clips -> FeatureError
+    max_bytes: int = 200 * 2**20       # larger files -> FeatureError
+    max_side: int = 640                # frames resized so the long side is <= this before face detection
+    max_text_chars: int = 2000         # longer text is truncated (noted in quality), never an error
+    asr: bool = True                   # transcribe when no text is given and audio is present
+
+
+@dataclass
+class ClipFeatures:
+    text: str                          # "" = text absent
+    text_source: str                   # "given" | "automatic" | "absent"
+    audio: np.ndarray                  # (T_a, AUDIO_DIM) float32; T_a == 0 means audio absent
+    visual: np.ndarray                 # (T_v, VISUAL_DIM) float32; T_v == 0 means visual absent
+    quality: dict = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def to_sample(self, id: str = "", label: float = 0.0):
+        from model.data import Sample
+
+        return Sample(id=id, text=self.text, label=float(label),
+                      features={"audio": self.audio, "visual": self.visual})

@@ -1,0 +1,95 @@
+"""Read and write a featurized dataset (the layout `python -m model.featurize` produces).
+
+DATASET/feature_spec.json   FrontEnd.spec()
+DATASET/samples.csv         video_id, clip_id, text, text_source, label, split, file
+DATASET/features/<video_id>__<clip_id>.npz   audio, visual (+ text, text_source, quality JSON)
+DATASET/normalisation.json  per-modality mean/std over the train split
+DATASET/errors.csv          video_id, clip_id, file, reason
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from model.data import Sample
+
+SAMPLE_COLUMNS = ("video_id", "clip_id", "text", "text_source", "label", "split", "file")
+ERROR_COLUMNS = ("video_id", "clip_id", "file", "reason")
+SPLITS = ("train", "valid", "test")
+
+
+def feature_path(dataset: str | Path, video_id: str, clip_id: str) -> Path:
+    return Path(dataset) / "features" / f"{video_id}__{clip_id}.npz"
+
+
+def sample_id(video_id: str, clip_id: str) -> str:
+    return f"{video_id}_{clip_id}"  # the id MOSI's segments.csv uses
+
+
+def atomic_write(path: Path, write) -> None:
+    """write(tmp_path) then rename: a crash never leaves a half-written file under `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def save_clip(path: Path, audio: np.ndarray, visual: np.ndarray, text: str, text_source: str, quality: dict) -> None:
+    atomic_write(path, lambda tmp: np.savez(tmp, audio=audio, visual=visual, text=np.str_(text),
+                                            text_source=np.str_(text_source),
+                                            quality=np.str_(json.dumps(quality, default=str))))
+
+
+def load_clip(path: Path) -> dict:
+    with np.load(path, allow_pickle=False) as z:
+        return {"audio": z["audio"], "visual": z["visual"], "text": str(z["text"]),
+                "text_source": str(z["text_source"]), "quality": json.loads(str(z["quality"]))}
+
+
+def write_csv(path: Path, columns: tuple[str, ...], rows: list[dict]) -> None:
+    def write(tmp):
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            w = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+            w.writeheader()
+            w.writerows(rows)
+
+    atomic_write(path, write)
+
+
+def load_featurized(dataset: str | Path) -> dict[str, list[Sample]]:
+    """{"train","valid","test": [Sample]} with features {"audio": (T_a, d), "visual": (T_v, d)};
+    length 0 means that modality is absent for the clip, "" text means text absent."""
+    dataset = Path(dataset)
+    if not (dataset / "samples.csv").is_file():
+        raise FileNotFoundError(f"{dataset}/samples.csv not found; build it with `python -m model.featurize`")
+    splits: dict[str, list[Sample]] = {s: [] for s in SPLITS}
+    with open(dataset / "samples.csv", newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            clip = load_clip(feature_path(dataset, row["video_id"], row["clip_id"]))
+            splits[row["split"]].append(Sample(
+                id=sample_id(row["video_id"], row["clip_id"]), text=row["text"], label=float(row["label"]),
+                features={"audio": clip["audio"].astype(np.float32), "visual": clip["visual"].astype(np.float32)}))
+    return splits
+
+
+def normalisation(samples: list[Sample]) -> dict:
+    """Per-dimension mean/std over every frame of the given samples (absent streams add no frames)."""
+    out = {}
+    for m in ("audio", "visual"):
+        frames = [s.features[m] for s in samples if len(s.features[m])]
+        if not frames:
+            out[m] = {"mean": None, "std": None, "frames": 0}
+            continue
+        x = np.concatenate(frames).astype(np.float64)
+        out[m] = {"mean": x.mean(0).tolist(), "std": x.std(0).tolist(), "frames": int(len(x))}
+    return out

@@ -1,0 +1,139 @@
+"""Decode any container FFmpeg reads (through PyAV) into 16 kHz mono audio and sampled RGB frames.
+
+Everything happens in memory from the given path: no temp files, so
+concurrent calls cannot collide.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from model.features.errors import FeatureError
+
+log = logging.getLogger(__name__)
+SAMPLE_RATE = 16000
+MAX_BAD_PACKETS = 50
+
+
+@dataclass
+class Decoded:
+    audio: np.ndarray | None           # (n,) float32 at 16 kHz mono; None: no audio stream
+    frames: list[np.ndarray] | None    # HxWx3 uint8 RGB sampled at video_fps; None: no video stream
+    duration_s: float
+    info: dict = field(default_factory=dict)
+
+
+def _check_file(path: Path, max_bytes: int) -> None:
+    if not path.is_file():
+        raise FeatureError(f"{path.name}: file not found; give the path of an existing media file")
+    size = path.stat().st_size
+    if size == 0:
+        raise FeatureError(f"{path.name}: the file is empty (0 bytes); upload the file again")
+    if size > max_bytes:
+        raise FeatureError(
+            f"{path.name}: the file is {size / 2**20:.1f} MiB, over the {max_bytes / 2**20:.0f} MiB limit; "
+            "upload a shorter or more compressed clip")
+
+
+def _too_long(path: Path, seconds: float, limit: float) -> FeatureError:
+    return FeatureError(f"{path.name}: the clip lasts {seconds:.1f} s, over the {limit:.0f} s limit; "
+                        "cut it into shorter clips")
+
+
+def _scaled_size(width: int, height: int, max_side: int) -> tuple[int, int]:
+    scale = min(1.0, max_side / max(width, height))
+    # Even sizes keep swscale happy with chroma-subsampled sources.
+    return max(2, int(round(width * scale / 2)) * 2), max(2, int(round(height * scale / 2)) * 2)
+
+
+def decode(path: str | Path, *, want_audio: bool = True, want_video: bool = True, video_fps: float = 5.0,
+           max_side: int = 640, max_duration_s: float = 120.0, max_bytes: int = 200 * 2**20) -> Decoded:
+    import av
+
+    path = Path(path)
+    _check_file(path, max_bytes)
+    try:
+        container = av.open(str(path), metadata_errors="ignore")
+    except (av.error.FFmpegError, UnicodeDecodeError) as e:
+        raise FeatureError(f"{path.name}: not a media file FFmpeg can read ({e.__class__.__name__}); "
+                           "upload a video (mp4, mov, mkv, webm, avi) or audio file (wav, mp3, m4a, flac, ogg)") from e
+    with container:
+        astream = container.streams.audio[0] if (want_audio and container.streams.audio) else None
+        vstream = container.streams.video[0] if (want_video and container.streams.video) else None
+        if astream is None and vstream is None:
+            kinds = {(True, False): "audio", (False, True): "video"}.get((want_audio, want_video), "audio or video")
+            raise FeatureError(f"{path.name}: the file has no {kinds} stream; upload a file that contains {kinds}")
+        if container.duration is not None and container.duration / 1e6 > max_duration_s:
+            raise _too_long(path, container.duration / 1e6, max_duration_s)
+        info = {"container": container.format.name}
+        resampler = None
+        chunks: list[np.ndarray] = []
+        frames: list[np.ndarray] = []
+        next_t, end_t, size = 0.0, 0.0, None
+        if astream is not None:
+            info.update(sample_rate_in=astream.sample_rate, channels_in=astream.channels)
+            resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+        if vstream is not None:
+            vstream.thread_type = "AUTO"
+            info.update(width_in=vstream.width, height_in=vstream.height)
+        streams = [s for s in (astream, vstream) if s is not None]
+        bad_packets = 0
+        try:
+            for packet in container.demux(streams):
+                try:
+                    decoded = packet.decode()
+                except av.error.FFmpegError:
+                    # A damaged packet: skip it (the decoder resyncs at the next good one),
+                    # but give up on a file that is mostly damage.
+                    bad_packets += 1
+                    if bad_packets > MAX_BAD_PACKETS:
+                        raise
+                    continue
+                for frame in decoded:
+                    t = float(frame.time) if frame.time is not None else end_t
+                    if t > max_duration_s:
+                        raise _too_long(path, t, max_duration_s)
+                    if packet.stream is astream:
+                        end_t = max(end_t, t + frame.samples / frame.sample_rate)
+                        try:
+                            outs = resampler.resample(frame)
+                        except ValueError:
+                            # The stream changed rate or layout mid-file: start a fresh resampler.
+                            resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+                            outs = resampler.resample(frame)
+                        for out in outs:
+                            chunks.append(out.to_ndarray().reshape(-1))
+                    else:
+                        end_t = max(end_t, t)
+                        if t + 1e-6 < next_t:
+                            continue  # sample at a fixed rate whatever the source frame rate
+                        next_t = max(next_t + 1.0 / video_fps, t)
+                        if size is None:
+                            size = _scaled_size(frame.width, frame.height, max_side)
+                        frames.append(frame.to_ndarray(format="rgb24", width=size[0], height=size[1]))
+        except av.error.FFmpegError as e:
+            # A truncated or damaged file: keep what decoded, say so in quality.
+            info["decode_warning"] = f"decoding stopped early: {e.__class__.__name__}"
+            log.warning("%s: %s", path.name, info["decode_warning"])
+        if bad_packets:
+            info["damaged_packets"] = bad_packets
+        if resampler is not None:
+            try:
+                for out in resampler.resample(None):
+                    chunks.append(out.to_ndarray().reshape(-1))
+            except av.error.FFmpegError:
+                pass
+    audio = None
+    if astream is not None:
+        audio = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
+    video = frames if vstream is not None else None
+    duration = max(end_t, len(audio) / SAMPLE_RATE if audio is not None else 0.0)
+    if duration > max_duration_s:
+        raise _too_long(path, duration, max_duration_s)
+    if not chunks and not frames:
+        raise FeatureError(f"{path.name}: nothing could be decoded (the file is damaged or truncated); "
+                           "upload the complete file")
+    return Decoded(audio=audio, frames=video, duration_s=duration, info=info)

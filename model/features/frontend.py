@@ -1,0 +1,207 @@
+"""FrontEnd: media + text in, ClipFeatures out. The app, featurize and ship all use this."""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+from model.features.audio import AUDIO_DIM, AUDIO_NAMES, AudioFeaturizer
+from model.features.config import ClipFeatures, FrontEndConfig
+from model.features.decode import SAMPLE_RATE, decode
+from model.features.errors import FeatureError
+from model.features.fer import EXPRESSIONS
+from model.features.text import Transcriber, prepare_text
+from model.features.visual import (CASCADE, VISUAL_DIM, VISUAL_NAMES, DetectorConfig, ExpressionModel,
+                                   FaceDetector)
+
+log = logging.getLogger(__name__)
+SPEC_VERSION = 1
+_PACKAGES = ("av", "opensmile", "opencv-python-headless", "onnxruntime", "onnxruntime-gpu", "pocketsphinx", "numpy")
+
+
+def _versions() -> dict[str, str]:
+    out = {}
+    for name in _PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def _resample(signal: np.ndarray, sample_rate: int) -> np.ndarray:
+    if sample_rate == SAMPLE_RATE:
+        return signal
+    from math import gcd
+
+    from scipy.signal import resample_poly
+
+    g = gcd(int(sample_rate), SAMPLE_RATE)
+    return resample_poly(signal, SAMPLE_RATE // g, int(sample_rate) // g).astype(np.float32)
+
+
+class FrontEnd:
+    """Loads the expression ONNX, Haar cascade, openSMILE and (lazily) pocketsphinx once.
+
+    Thread-safe: the stateful pieces (openSMILE, pocketsphinx) are behind locks,
+    the cascade is per thread and onnxruntime sessions are safe to share.
+    """
+
+    def __init__(self, config: FrontEndConfig | None = None, expression_model: str | Path | None = None,
+                 detector: DetectorConfig | None = None):
+        self.config = config or FrontEndConfig()
+        self.audio_featurizer = AudioFeaturizer(self.config.audio_rate_hz)
+        self.detector = FaceDetector(detector)
+        self.expression = ExpressionModel(expression_model) if expression_model else ExpressionModel()
+        self._transcriber: Transcriber | None = None
+        self._transcriber_lock = threading.Lock()
+
+    @property
+    def transcriber(self) -> Transcriber:
+        with self._transcriber_lock:  # load once even when first needed by two threads at once
+            if self._transcriber is None:
+                self._transcriber = Transcriber()
+        return self._transcriber
+
+    def spec(self) -> dict:
+        """What the features are: everything that changes them, and nothing else.
+
+        The limits on what is accepted (duration, bytes) and whether speech is
+        transcribed do not change the features of an accepted clip, so they are
+        left out: the app may set them differently from training.
+        """
+        c = self.config
+        return {
+            "version": SPEC_VERSION,
+            "audio": {"dim": AUDIO_DIM, "names": list(AUDIO_NAMES), "rate_hz": c.audio_rate_hz,
+                      "extractor": "openSMILE eGeMAPSv02 LLDs (100 Hz) mean-pooled; voiced_fraction = share of "
+                                   "LLD frames with F0 > 0", "sample_rate": SAMPLE_RATE},
+            "visual": {"dim": VISUAL_DIM, "names": list(VISUAL_NAMES), "fps": c.video_fps, "max_side": c.max_side,
+                       "face_detector": CASCADE, "detector": dataclasses.asdict(self.detector.cfg),
+                       "expression_classes": list(EXPRESSIONS),
+                       "expression_model": {"file": self.expression.path.name, "sha256": self.expression.sha256}},
+            "text": {"max_chars": c.max_text_chars,
+                     "asr": "pocketsphinx en-us wheel model, fwdflat off, maxhmmpf 3000 (when no text is given)"},
+            "packages": _versions(),
+        }
+
+    # ---- lower-level pieces (public: model/ship.py uses them on RAVDESS audio and FER faces) ----
+
+    def audio_features(self, signal: np.ndarray, sample_rate: int = SAMPLE_RATE) -> tuple[np.ndarray, dict]:
+        signal = np.asarray(signal, np.float32)
+        if signal.ndim == 2:
+            signal = signal.mean(axis=1)
+        return self.audio_featurizer(_resample(signal, sample_rate), SAMPLE_RATE)
+
+    def visual_features(self, frames: list[np.ndarray], independent: bool = False) -> tuple[np.ndarray, dict]:
+        """frames: HxWx3 uint8 RGB (or HxW grey) of one clip, in order. independent=True for
+        unrelated images (e.g. FER faces): every frame gets a full face search, no tracking."""
+        out, quality, _ = self._visual(frames, independent)
+        return out, quality
+
+    def _visual(self, frames: list[np.ndarray], independent: bool = False) -> tuple[np.ndarray, dict, dict]:
+        import cv2
+
+        t0 = time.perf_counter()
+        rows = np.zeros((len(frames), VISUAL_DIM), np.float32)
+        greys = [f if f.ndim == 2 else cv2.cvtColor(f[..., :3], cv2.COLOR_RGB2GRAY) for f in map(np.asarray, frames)]
+        boxes, faces_max = self.detector.track(greys, independent)
+        crops, where = [], []
+        for i, (grey, b) in enumerate(zip(greys, boxes)):
+            if b is not None:
+                h, w = grey.shape
+                rows[i, 7:] = ((b.x + b.w / 2) / w, (b.y + b.h / 2) / h, b.w / w, b.h / h, 1.0)
+                crops.append(self.detector.crop(grey, b))
+                where.append(i)
+        t1 = time.perf_counter()
+        if crops:
+            rows[where, :7] = self.expression(np.stack(crops))
+        timings = {"face": t1 - t0, "expression": time.perf_counter() - t1}
+        quality = {"frames": len(frames), "face_frames": len(where),
+                   "face_share": round(len(where) / len(frames), 4) if frames else 0.0, "faces_max": faces_max}
+        if not frames:
+            quality["visual_absent_reason"] = "no video frames"
+            rows = rows[:0]
+        elif not where:
+            quality["visual_absent_reason"] = "no face"
+            rows = rows[:0]
+        return rows, quality, timings
+
+    # ---- the whole clip ----
+
+    def extract(self, *, video=None, audio=None, text=None) -> ClipFeatures:
+        c = self.config
+        if video is None and audio is None and text is None:
+            raise FeatureError("nothing to analyse: give a video, an audio file or some text")
+        quality: dict = {}
+        timings = {"decode": 0.0, "audio": 0.0, "face": 0.0, "expression": 0.0, "text": 0.0}
+        limits = dict(video_fps=c.video_fps, max_side=c.max_side, max_duration_s=c.max_duration_s,
+                      max_bytes=c.max_bytes)
+        t0 = time.perf_counter()
+        clean_text, text_quality = prepare_text(text, c.max_text_chars)
+        quality.update(text_quality)
+        signal, frames, durations = None, None, []
+        if video is not None:
+            dv = decode(video, want_audio=audio is None, want_video=True, **limits)
+            frames, durations = dv.frames, durations + [dv.duration_s]
+            quality.update(dv.info)
+            if audio is None:
+                signal = dv.audio
+                if signal is None:
+                    quality["audio_absent_reason"] = "the video has no audio track"
+            if frames is None:
+                quality["visual_absent_reason"] = "the video file has no video stream"
+        if audio is not None:
+            da = decode(audio, want_audio=True, want_video=False, **limits)
+            signal, durations = da.audio, durations + [da.duration_s]
+            quality.update({k: v for k, v in da.info.items() if k not in quality})
+        if durations:
+            quality["duration_s"] = round(max(durations), 3)
+        timings["decode"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        if signal is not None:
+            audio_feats, q = self.audio_features(signal, SAMPLE_RATE)
+            quality.update(q)
+        else:
+            audio_feats = np.zeros((0, AUDIO_DIM), np.float32)
+        timings["audio"] = time.perf_counter() - t0
+
+        # Transcribe only when there is speech: pocketsphinx invents words in silence.
+        asr = bool(not clean_text and c.asr and len(audio_feats) and quality.get("voiced_share", 0) > 0)
+
+        if frames is not None:
+            visual_feats, q, t = self._visual(frames)
+            quality.update(q)
+            timings.update(t)
+        else:
+            visual_feats = np.zeros((0, VISUAL_DIM), np.float32)
+            quality.setdefault("visual_absent_reason", "no video given")
+
+        source = "given" if clean_text else "absent"
+        if asr:
+            transcript, timings["text"] = self.transcriber.transcribe(signal)
+            clean_text = prepare_text(transcript, c.max_text_chars)[0]
+            source = "automatic" if clean_text else "absent"
+            if not clean_text:
+                quality["text_absent_reason"] = "speech recognition found no words"
+        elif not clean_text:
+            quality["text_absent_reason"] = ("no text given" if text is None or not c.asr or signal is None
+                                             else "no text given and no speech to transcribe")
+        if signal is None and audio is None and video is not None:
+            quality.setdefault("audio_absent_reason", "the video has no audio track")
+        elif signal is None:
+            quality.setdefault("audio_absent_reason", "no audio given")
+
+        if not clean_text and not len(audio_feats) and not len(visual_feats):
+            reasons = "; ".join(f"{m}: {quality.get(f'{m}_absent_reason', 'absent')}"
+                                for m in ("text", "audio", "visual"))
+            raise FeatureError(f"nothing usable in the input ({reasons}); give a clip with a visible face or "
+                               "speech, or some text")
+        return ClipFeatures(text=clean_text, text_source=source, audio=audio_feats, visual=visual_feats,
+                            quality=quality, timings=timings)

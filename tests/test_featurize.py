@@ -1,0 +1,98 @@
+"""python -m model.featurize: layout, errors, resume, parallel workers, loader."""
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from model.featurize import main
+from model.features import AUDIO_DIM, VISUAL_DIM
+from model.features.dataset import load_featurized
+from tests.media import make_audio, make_clip
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    d = tmp_path_factory.mktemp("corpus")
+    clips = d / "clips"
+    (clips / "vidA").mkdir(parents=True)
+    make_clip(clips / "vidA" / "1.mp4", seconds=1, size=(320, 240))           # DIR/<video_id>/<clip_id>.<ext>
+    make_clip(clips / "vidA" / "2.mkv", seconds=1, size=(320, 240), face=False)  # no face: audio + text only
+    make_clip(clips / "vid_B_7.avi", seconds=1, size=(320, 240))              # DIR/<video_id>_<clip_id>.<ext>
+    make_audio(clips / "vidC_1.flac", seconds=1.5)
+    (clips / "vidD").mkdir()
+    (clips / "vidD" / "1.mp4").write_text("not a video")                       # broken
+    rows = [("vidA", "1", "great film", 1.5, "train"), ("vidA", "2", "so boring", -2.0, "train"),
+            ("vid_B", "7", "it was fine", 0.2, "valid"), ("vidC", "1", "meh", -0.4, "test"),
+            ("vidD", "1", "broken", 0.0, "train"), ("vidE", "9", "missing", 0.0, "test")]
+    labels = d / "labels.csv"
+    with open(labels, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["video_id", "clip_id", "text", "label", "mode"])
+        w.writerows(rows)
+    return clips, labels
+
+
+def _run(clips, labels, out, *extra):
+    main(["--clips", str(clips), "--labels", str(labels), "--out", str(out), "--no-asr", *extra])
+
+
+def test_featurize_writes_the_dataset_and_resumes(corpus, tmp_path, capsys):
+    clips, labels = corpus
+    out = tmp_path / "ds"
+    _run(clips, labels, out)
+    summary = json.loads(capsys.readouterr().out)
+    assert summary == {"clips": 6, "written": 4, "skipped_existing": 0, "errors": 2, "out": str(out)}
+
+    spec = json.loads((out / "feature_spec.json").read_text())
+    assert spec["audio"]["dim"] == AUDIO_DIM and spec["visual"]["dim"] == VISUAL_DIM
+    errors = {r["video_id"]: r["reason"] for r in csv.DictReader(open(out / "errors.csv"))}
+    assert "not a media file" in errors["vidD"] and errors["vidE"] == "clip file not found"
+    assert not (out / "features" / "vidD__1.npz").exists()  # never a zero row
+
+    samples = list(csv.DictReader(open(out / "samples.csv")))
+    assert [s["video_id"] for s in samples] == ["vidA", "vidA", "vid_B", "vidC"]
+    assert [s["split"] for s in samples] == ["train", "train", "valid", "test"]
+    assert all(s["text_source"] == "given" for s in samples)
+
+    data = load_featurized(out)
+    assert [len(data[k]) for k in ("train", "valid", "test")] == [2, 1, 1]
+    first, no_face = data["train"]
+    assert first.id == "vidA_1" and first.text == "great film" and first.label == 1.5
+    assert first.features["audio"].shape == (10, AUDIO_DIM) and first.features["visual"].shape == (5, VISUAL_DIM)
+    assert len(no_face.features["visual"]) == 0 and len(no_face.features["audio"]) == 10
+    assert data["test"][0].features["visual"].shape == (0, VISUAL_DIM)  # the flac: audio only
+
+    norm = json.loads((out / "normalisation.json").read_text())
+    train_audio = np.concatenate([s.features["audio"] for s in data["train"]])
+    np.testing.assert_allclose(norm["audio"]["mean"], train_audio.mean(0), rtol=1e-4, atol=1e-4)
+    assert norm["audio"]["frames"] == 20 and norm["visual"]["frames"] == 5
+
+    before = {p.name: p.stat().st_mtime_ns for p in (out / "features").glob("*.npz")}
+    _run(clips, labels, out)
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["skipped_existing"] == 4 and summary["written"] == 4
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "features").glob("*.npz")} == before
+    assert not list((out / "features").glob(".tmp-*"))
+
+
+def test_parallel_workers_match_serial(corpus, tmp_path, capsys):
+    clips, labels = corpus
+    _run(clips, labels, tmp_path / "serial")
+    _run(clips, labels, tmp_path / "parallel", "--workers", "2")
+    capsys.readouterr()
+    a, b = load_featurized(tmp_path / "serial"), load_featurized(tmp_path / "parallel")
+    for split in a:
+        for x, y in zip(a[split], b[split], strict=True):
+            assert x.id == y.id
+            np.testing.assert_array_equal(x.features["audio"], y.features["audio"])
+            np.testing.assert_array_equal(x.features["visual"], y.features["visual"])
+
+
+def test_changed_front_end_refuses_the_old_folder(corpus, tmp_path, capsys):
+    clips, labels = corpus
+    _run(clips, labels, tmp_path / "ds", "--limit", "1")
+    with pytest.raises(SystemExit, match="different front end"):
+        _run(clips, labels, tmp_path / "ds", "--limit", "1", "--video-fps", "2")
