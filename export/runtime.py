@@ -45,6 +45,13 @@ def make_session(path: Path, providers: list[str] | None = None, threads: int = 
     return session
 
 
+def spec_differences(ours, theirs, prefix: str = "") -> list[str]:
+    """Paths of the feature-spec entries that differ, e.g. ["visual/fps: 5.0 (front end) vs 10.0 (model)"]."""
+    if isinstance(ours, dict) and isinstance(theirs, dict):
+        return [d for k in sorted(set(ours) | set(theirs)) for d in spec_differences(ours.get(k), theirs.get(k), f"{prefix}{k}/")]
+    return [] if ours == theirs else [f"{prefix.rstrip('/')}: {str(ours)[:40]} (front end) vs {str(theirs)[:40]} (model)"]
+
+
 class OnnxModel:
     """An exported MMIM folder, ready to score batches of features."""
 
@@ -60,9 +67,10 @@ class OnnxModel:
         self.manifest = verify_folder(self.dir)
         self.feature_spec = json.loads((self.dir / FEATURE_SPEC).read_text())
         if expected_feature_spec is not None and expected_feature_spec != self.feature_spec:
+            differences = spec_differences(expected_feature_spec, self.feature_spec)
             raise ModelFolderError(
-                f"{self.dir} was trained on features {self.feature_spec.get('name')!r}, but the front end "
-                f"makes {expected_feature_spec.get('name')!r}; retrain or use a matching model"
+                f"{self.dir} was trained on features that this front end does not make "
+                f"({'; '.join(differences[:5])}); retrain or use a matching model"
             )
         if variant not in VARIANT_FILES or VARIANT_FILES[variant] not in self.manifest["files"]:
             present = [v for v, f in VARIANT_FILES.items() if f in self.manifest["files"]]

@@ -45,3 +45,64 @@ def tiny_bert(tmp_path_factory) -> str:
     BertModel(config, add_pooling_layer=False).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return str(path)
+
+
+# ---- the clip model: raw clips -> featurize -> train -> export (owned by the app tests) ----
+# Sentences and labels for the generated clips; espeak-ng speaks the text, so words and voice agree.
+CLIP_SENTENCES = [
+    ("I loved this film, it was wonderful.", 2.0),
+    ("What a great and happy day this is.", 2.4),
+    ("The acting was brilliant and moving.", 1.6),
+    ("This was a terrible and boring movie.", -2.0),
+    ("I hated every minute of it.", -2.6),
+    ("The plot was dull and the ending awful.", -1.4),
+    ("It was fine, nothing special.", 0.0),
+]
+
+
+@pytest.fixture(scope="session")
+def clip_dataset(tmp_path_factory) -> dict:
+    """Real generated clips (espeak-ng speech, a real face photo) featurized by the front end.
+
+    14 clips: train 8, valid 3, test 3; every third clip has no face, so the
+    visual stream is sometimes absent, as it is at serving time.
+    """
+    import csv
+
+    from model.featurize import FeaturizeConfig, featurize
+    from model.features import FrontEndConfig
+    from tests.media import make_clip
+
+    root = tmp_path_factory.mktemp("clips")
+    clips, rows = root / "clips", []
+    clips.mkdir()
+    modes = ["train"] * 8 + ["valid"] * 3 + ["test"] * 3
+    for i, mode in enumerate(modes):
+        text, label = CLIP_SENTENCES[i % len(CLIP_SENTENCES)]
+        make_clip(clips / f"vid{i // 4}_{i % 4}.mp4", text=text, seconds=1.6, face=(i % 3 != 2), size=(240, 180), fps=10)
+        rows.append({"video_id": f"vid{i // 4}", "clip_id": str(i % 4), "text": text, "label": label, "mode": mode})
+    labels = root / "labels.csv"
+    with open(labels, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=["video_id", "clip_id", "text", "label", "mode"])
+        writer.writeheader()
+        writer.writerows(rows)
+    dataset = root / "dataset"
+    summary = featurize(FeaturizeConfig(clips=str(clips), labels=str(labels), out=str(dataset)), FrontEndConfig())
+    return {"clips": clips, "labels": labels, "rows": rows, "dataset": dataset, "summary": summary}
+
+
+@pytest.fixture(scope="session")
+def clip_model_dir(tmp_path_factory, clip_dataset, tiny_bert) -> Path:
+    """An exported model folder trained on `clip_dataset` (2 epochs of the tiny BERT)."""
+    from export.build import build_model_folder
+    from model.config import ModelConfig, TrainConfig
+    from model.train import train
+
+    root = tmp_path_factory.mktemp("clip_model")
+    cfg = TrainConfig(
+        benchmark="featurized", data_dir=str(clip_dataset["dataset"]), out_dir=str(root / "ckpt"), epochs=2,
+        batch_size=4, num_threads=1, progress=False, modality_dropout=0.2, model=ModelConfig(text_encoder=tiny_bert),
+    )
+    train(cfg)
+    build_model_folder(root / "ckpt", root / "model")
+    return root / "model"

@@ -1,0 +1,55 @@
+"""`python -m app`: the Gradio app on the shipped weights, bound to 127.0.0.1 by default.
+
+Flags come from AppConfig (app/config.py): --model-dir, --host, --port,
+--max-upload-mb, --max-duration-s, --concurrency, ...
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from .config import AppConfig
+
+
+def parse_args(argv=None) -> AppConfig:
+    from model.cli import add_dataclass_flags, dataclass_from_args
+
+    parser = argparse.ArgumentParser(prog="python -m app", description="MMIM multimodal sentiment app (Gradio)")
+    add_dataclass_flags(parser, AppConfig)
+    return dataclass_from_args(AppConfig, parser.parse_args(argv))
+
+
+def serve(config: AppConfig, block: bool = True):
+    from export.artifacts import ModelFolderError
+
+    from .predictor import Predictor
+    from .ui import EXAMPLES_DIR, build_ui
+
+    try:
+        predictor = Predictor(config.model_dir, config)
+    except (ModelFolderError, FileNotFoundError) as e:
+        logging.getLogger("mmim.app").error("cannot load the model: %s (pass --model-dir DIR with an exported model folder)", e)
+        sys.exit(2)
+    predictor.predict(text="warm up")  # the first ONNX run allocates; do it before the first user waits on it
+    demo = build_ui(predictor, config)
+    demo.queue(max_size=config.queue_size, default_concurrency_limit=config.concurrency)
+    return demo.launch(
+        server_name=config.host,
+        server_port=config.port,
+        share=False,
+        max_file_size=config.max_upload_bytes,
+        allowed_paths=[str(EXAMPLES_DIR)],
+        show_error=True,
+        prevent_thread_lock=not block,
+        footer_links=["api"],
+    )
+
+
+def main(argv=None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    serve(parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()

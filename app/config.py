@@ -1,0 +1,26 @@
+"""App settings: one dataclass, the source of the `python -m app` flags."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEFAULT_MODEL_DIR = "weights/mmim-clip"
+
+
+@dataclass
+class AppConfig:
+    model_dir: str = DEFAULT_MODEL_DIR
+    host: str = "127.0.0.1"  # loopback only unless the operator opens it on purpose
+    port: int = 7860
+    max_upload_mb: float = 50.0  # per uploaded file (Gradio rejects larger ones before they reach us)
+    max_duration_s: float = 60.0  # longer clips are refused by the front end
+    concurrency: int = 2  # requests processed at once; the rest wait in the queue
+    queue_size: int = 64  # requests allowed to wait; beyond that new ones are refused
+    max_batch_files: int = 50  # clips per batch request (files or zip members)
+    max_zip_mb: float = 200.0  # total uncompressed size of a batch zip
+    variant: str = "fp32"  # model.onnx variant: fp32 | int8 | fp16
+    threads: int = 0  # ONNX Runtime intra-op threads; 0 = one per usable core
+    asr: bool = True  # transcribe the audio when no text is given
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 2**20)

@@ -1,0 +1,104 @@
+"""From the graph's outputs for one clip to what a person reads: label, bin, flags, one line.
+
+Nothing here looks at features; it only reads the score, the per-modality
+diagnostics and the front end's quality figures, so every rule is visible below.
+"""
+from __future__ import annotations
+
+ABSENT = "absent"  # shown instead of a number for a modality the clip does not have
+NAMES = {"text": "the words", "audio": "the voice", "visual": "the face"}
+BIN7 = {
+    -3: "strongly negative", -2: "negative", -1: "weakly negative", 0: "neutral",
+    1: "weakly positive", 2: "positive", 3: "strongly positive",
+}
+# A contribution (score change when the modality is replaced by its training mean)
+# smaller than this, in score units on [-3, 3], counts as "no pull either way".
+MIN_PULL = 0.1
+# Two modalities "disagree" only when the weaker pull is at least this share of the stronger.
+DISAGREE_SHARE = 0.25
+# Quality thresholds behind the flags.
+LOW_FACE_SHARE = 0.3
+LOW_VOICED_SHARE = 0.2
+
+
+def bin7(score: float) -> int:
+    """Acc-7 class: clip to [-3, 3] and round, as in model.metrics."""
+    return int(round(min(3.0, max(-3.0, score))))
+
+
+def label(score: float) -> str:
+    """negative / neutral / positive from the 7-class bin, so the two never contradict."""
+    b = bin7(score)
+    return "negative" if b < 0 else "positive" if b > 0 else "neutral"
+
+
+def _direction(value: float) -> str:
+    return "positive" if value > 0 else "negative"
+
+
+def _says(m: str, plural: str, singular: str) -> str:
+    """Subject plus verb with agreement: "the words pull", "the voice pulls"."""
+    return f"{NAMES[m]} {plural if m == 'text' else singular}"
+
+
+def summary(score: float, diagnostics: dict[str, dict]) -> str:
+    """One plain-language line from the contributions' signs and sizes and the BA values.
+
+    Rules, in order:
+    1. One modality present: the score rests on it alone.
+    2. Among present modalities whose |contribution| >= MIN_PULL, take the strongest
+       pull each way; if both exist and the weaker is >= DISAGREE_SHARE of the stronger,
+       they disagree ("the voice and the words disagree ...").
+    3. Otherwise, if some pulls are big enough, the strongest one drives the score, and
+       the others that pull the same way agree with it.
+    4. Otherwise no modality moves the score much from the training-mean baseline.
+    Then, for each non-verbal modality with a negative BA (text -> m, in nats), add that
+    it is unusual for these words: a per-clip BA below 0 means the text-conditional
+    density q(z_m | h_t) puts less mass on this clip than the average entropy implies.
+    """
+    present = [m for m, d in diagnostics.items() if d["present"]]
+    pulls = {m: diagnostics[m]["contribution"] for m in present if isinstance(diagnostics[m]["contribution"], float)}
+    strong = {m: c for m, c in pulls.items() if abs(c) >= MIN_PULL}
+    up = max((m for m in strong if strong[m] > 0), key=lambda m: strong[m], default=None)
+    down = min((m for m in strong if strong[m] < 0), key=lambda m: strong[m], default=None)
+    if len(present) == 1:
+        line = f"Only {NAMES[present[0]]} {'were' if present[0] == 'text' else 'was'} available; the score rests on {'them' if present[0] == 'text' else 'it'} alone."
+    elif up and down and min(strong[up], -strong[down]) >= DISAGREE_SHARE * max(strong[up], -strong[down]):
+        line = (
+            f"{NAMES[up].capitalize()} and {NAMES[down]} disagree: {_says(up, 'pull', 'pulls')} towards positive "
+            f"({strong[up]:+.2f}), {_says(down, 'pull', 'pulls')} towards negative ({strong[down]:+.2f})."
+        )
+    elif strong:
+        lead = max(strong, key=lambda m: abs(strong[m]))
+        same = [m for m in strong if m != lead and (strong[m] > 0) == (strong[lead] > 0)]
+        line = f"{_says(lead, 'drive', 'drives').capitalize()} the score {_direction(strong[lead])} ({strong[lead]:+.2f})"
+        line += f", and {' and '.join(NAMES[m] for m in same)} {'agree' if len(same) > 1 or same == ['text'] else 'agrees'}." if same else "."
+    else:
+        line = f"No modality moves the score by {MIN_PULL} or more from the model's baseline."
+    unusual = [m for m, d in diagnostics.items() if isinstance(d.get("ba"), float) and d["ba"] < 0]
+    for m in unusual:
+        line += f" {NAMES[m].capitalize()} is unusual for these words (BA {diagnostics[m]['ba']:+.2f} nats)."
+    return line
+
+
+def flags(diagnostics: dict[str, dict], quality: dict, text_source: str) -> list[str]:
+    """Presence and quality warnings, each a short sentence."""
+    out = []
+    for m, d in diagnostics.items():
+        if not d["present"]:
+            reason = quality.get(f"{m}_absent_reason")
+            out.append(f"{m} absent" + (f": {reason}" if reason else ""))
+    if text_source == "automatic":
+        out.append("transcript is automatic (speech recogniser); it may be wrong")
+    face = quality.get("face_share")
+    if diagnostics.get("visual", {}).get("present") and isinstance(face, (int, float)) and face < LOW_FACE_SHARE:
+        out.append(f"a face was found in only {face:.0%} of the frames")
+    voiced = quality.get("voiced_share")
+    if diagnostics.get("audio", {}).get("present") and isinstance(voiced, (int, float)) and voiced < LOW_VOICED_SHARE:
+        out.append(f"only {voiced:.0%} of the audio is voiced speech")
+    if quality.get("faces_max", 0) and quality.get("faces_max", 0) > 1:
+        out.append(f"up to {quality['faces_max']} faces in a frame; the largest one was used")
+    if quality.get("text_truncated"):
+        out.append("the text was truncated")
+    return out
+

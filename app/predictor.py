@@ -1,0 +1,124 @@
+"""One clip (text, audio, video in any subset) -> score, label, diagnostics, flags, timings.
+
+No Gradio here: the UI, the CLI (`python -m app.predict`) and the batch job all
+call `Predictor.predict`. The front end and the ONNX session are created once;
+`predict` is safe to call from several threads at once.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from pathlib import Path
+
+from export.runtime import OnnxModel
+from model.features import FeatureError
+
+from . import interpret
+from .config import AppConfig
+
+log = logging.getLogger("mmim.app")
+MODALITIES = ("text", "audio", "visual")
+class Predictor:
+    """The exported model plus the feature front end it was trained on."""
+
+    def __init__(self, model_dir: str | Path | None = None, config: AppConfig | None = None, *, frontend=None, providers=None):
+        self.config = config or AppConfig()
+        model_dir = Path(model_dir or self.config.model_dir)
+        if frontend is None:
+            from model.features import FrontEnd, FrontEndConfig
+
+            frontend = FrontEnd(
+                FrontEndConfig(
+                    max_duration_s=self.config.max_duration_s,
+                    max_bytes=self.config.max_upload_bytes,
+                    asr=self.config.asr,
+                )
+            )
+        self.frontend = frontend
+        # Checks the manifest, and refuses a model trained on other features, before loading anything.
+        self.model = OnnxModel(
+            model_dir, self.config.variant, providers=providers, threads=self.config.threads,
+            expected_feature_spec=frontend.spec(),
+        )
+        self.modalities = tuple(self.model.config["modalities"])
+        # K = bank + the clip itself: CPC estimates never exceed log K.
+        self.cpc_bound = float(math.log(self.model.config.get("diagnostic_bank", 127) + 1))
+        # Fast tokenizers are not safe to call from several threads at once ("Already
+        # borrowed"); tokenising is microseconds, so a lock costs nothing measurable.
+        self._collate_lock = threading.Lock()
+
+    def info(self) -> dict:
+        return {"model_dir": str(self.model.dir), "provider": self.model.provider, "modalities": list(self.modalities),
+                "feature_spec": self.model.feature_spec.get("name") or f"front end v{self.model.feature_spec.get('version')}"}
+
+    def predict(self, text: str | None = None, audio: str | Path | None = None, video: str | Path | None = None) -> dict:
+        """Raises FeatureError for anything the caller can fix (no input, bad file, too long...)."""
+        started = time.perf_counter()
+        text = text if text and text.strip() else None
+        features = self.frontend.extract(video=video, audio=audio, text=text)
+        return self.predict_features(features, started)
+
+    def predict_features(self, features, started: float | None = None) -> dict:
+        """Score features already extracted (model.features.ClipFeatures)."""
+        started = time.perf_counter() if started is None else started
+        present = {
+            "text": bool(features.text.strip()),
+            "audio": len(features.audio) > 0,
+            "visual": len(features.visual) > 0,
+        }
+        if not any(present[m] for m in self.modalities):
+            reasons = "; ".join(f"{m}: {features.quality.get(f'{m}_absent_reason', 'absent')}" for m in self.modalities)
+            raise FeatureError(f"nothing this model can use was found in the input ({reasons}); give text, speech or a visible face")
+        t0 = time.perf_counter()
+        with self._collate_lock:
+            feed = self.model.collate([features.to_sample("clip")])
+        out = {name: value[0] for name, value in self.model.run(feed).items()}
+        model_s = time.perf_counter() - t0
+
+        score = float(out["score"])
+        diagnostics = {m: self._diagnostics(m, out, present) for m in self.modalities}
+        flags = interpret.flags(diagnostics, features.quality, features.text_source)
+        flags += [f"{m} was given but this model does not use it" for m in MODALITIES if m not in self.modalities and present[m]]
+        timings = {k: round(float(v), 4) for k, v in features.timings.items()}
+        timings["model"] = round(model_s, 4)
+        timings["total"] = round(time.perf_counter() - started, 4)
+        return {
+            "score": round(score, 6),
+            "label": interpret.label(score),
+            "bin7": interpret.bin7(score),
+            "bin7_name": interpret.BIN7[interpret.bin7(score)],
+            "diagnostics": diagnostics,
+            "cpc_bound": round(self.cpc_bound, 4),
+            "summary": interpret.summary(score, diagnostics),
+            "flags": flags,
+            "quality": _jsonable(features.quality),
+            "transcript": features.text,
+            "text_source": features.text_source,
+            "timings": timings,
+        }
+
+    def _diagnostics(self, m: str, out: dict, present: dict[str, bool]) -> dict:
+        """Numbers where they mean something; interpret.ABSENT where the modality (or, for BA, the text) is missing."""
+        def value(name: str, needs: tuple[str, ...]):
+            return round(float(out[name]), 6) if all(present[n] for n in needs) else interpret.ABSENT
+
+        return {
+            "present": present[m],
+            # BA is text -> m, so it needs both; the text has no BA of its own.
+            "ba": None if m == "text" else value(f"ba_text_{m}", ("text", m)),
+            "cpc": value(f"cpc_{m}", (m,)),
+            "contribution": value(f"contribution_{m}", (m,)),
+        }
+
+
+def _jsonable(value):
+    """Quality figures as plain JSON types (numpy scalars become floats/ints)."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "item"):
+        return value.item()
+    return value

@@ -1,0 +1,191 @@
+"""The Gradio Blocks UI over one shared `Predictor`.
+
+Every upload component has an elem_id (browser tests target `#ID input[type=file]`).
+User-caused problems (model.features.FeatureError) become gr.Error with the same
+message; anything else is logged and reported as an internal error, so a bad
+request never takes the server down.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+
+from model.features import FeatureError
+
+from . import interpret
+from .batch import AUDIO_EXTS, VIDEO_EXTS, run_batch
+from .config import AppConfig
+from .predictor import Predictor
+
+log = logging.getLogger("mmim.app")
+EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
+API_NAME = "predict"
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "n/a"
+    return value if isinstance(value, str) else f"{value:+.3f}"
+
+
+def diagnostics_table(result: dict) -> pd.DataFrame:
+    rows = [
+        [m, "yes" if d["present"] else interpret.ABSENT, _fmt(d["ba"]), _fmt(d["cpc"]), _fmt(d["contribution"])]
+        for m, d in result["diagnostics"].items()
+    ]
+    return pd.DataFrame(rows, columns=["modality", "present", "BA text→m (nats)", f"CPC (nats, ≤ {result['cpc_bound']:.2f})", "contribution (score)"])
+
+
+def diagnostics_charts(result: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Contributions (score units) and MI estimates (nats) in two charts, since their scales differ.
+    Only real numbers are plotted: an absent modality has no bar."""
+    contrib, mi = [], []
+    for m, d in result["diagnostics"].items():
+        if isinstance(d["contribution"], float):
+            contrib.append({"modality": m, "contribution": d["contribution"]})
+        for k in ("ba", "cpc"):
+            if isinstance(d[k], float):
+                mi.append({"estimate": f"BA text→{m}" if k == "ba" else f"CPC fusion→{m}", "nats": d[k]})
+    return pd.DataFrame(contrib, columns=["modality", "contribution"]), pd.DataFrame(mi, columns=["estimate", "nats"])
+
+
+def headline(result: dict) -> str:
+    source = {"given": "given", "automatic": "automatic (speech recogniser)", "absent": "none"}[result["text_source"]]
+    return (
+        f"## Score {result['score']:+.2f} · {result['label']}\n"
+        f"7-class bin **{result['bin7']:+d}** ({result['bin7_name']}) on a scale from −3 to +3. Transcript: {source}."
+    )
+
+
+def _run_safely(fn, *args, **kwargs):
+    try:
+        return fn(*args, **kwargs)
+    except FeatureError as e:
+        raise gr.Error(str(e), print_exception=False) from None
+    except gr.Error:
+        raise
+    except Exception as e:  # the queue worker survives; the user sees a short message
+        log.exception("request failed")
+        raise gr.Error(f"internal error ({type(e).__name__}); the server logged the details. Try another input.") from None
+
+
+def load_examples() -> list[list]:
+    """[text, audio, video] rows from app/examples/examples.json (written by app.make_examples)."""
+    index = EXAMPLES_DIR / "examples.json"
+    if not index.is_file():
+        return []
+    rows = []
+    for ex in json.loads(index.read_text()):
+        paths = [str(EXAMPLES_DIR / ex[k]) if ex.get(k) else None for k in ("audio", "video")]
+        if all(p is None or Path(p).is_file() for p in paths):
+            rows.append([ex.get("text") or "", *paths])
+    return rows
+
+
+def api_snippet(config: AppConfig) -> str:
+    return f'''```python
+from gradio_client import Client, handle_file
+client = Client("http://{config.host}:{config.port}/")
+headline, summary, table, contributions, mi, flags, transcript, timings, result = client.predict(
+    "I loved every minute of it",              # text ("" = none: the recogniser transcribes the audio)
+    handle_file("clip.wav"),                   # audio file or None
+    handle_file("clip.mp4"),                   # video file or None (its sound is the audio if no audio is given)
+    api_name="/{API_NAME}",
+)
+print(result["score"], result["label"], result["diagnostics"])
+```'''
+
+
+def build_ui(predictor: Predictor, config: AppConfig) -> gr.Blocks:
+    def analyse(text, audio, video):
+        result = _run_safely(predictor.predict, text=text or None, audio=audio or None, video=video or None)
+        flags = "\n".join(f"- {f}" for f in result["flags"]) or "- all present modalities look fine"
+        timings = pd.DataFrame([[k, round(v * 1000, 1)] for k, v in result["timings"].items()], columns=["stage", "ms"])
+        transcript = result["transcript"] + (" (automatic)" if result["text_source"] == "automatic" else "")
+        return (
+            headline(result), result["summary"], diagnostics_table(result), *diagnostics_charts(result),
+            flags, transcript, timings, result,
+        )
+
+    def batch(files, transcripts, progress=gr.Progress()):
+        files = [getattr(f, "name", f) for f in files or []]
+        out_dir = Path(tempfile.mkdtemp(prefix="mmim-results-"))
+
+        def report(i, n, name):
+            progress((i, n), desc=f"{name} ({i}/{n})", unit="clips")
+
+        path, rows = _run_safely(run_batch, predictor, files, transcripts, out_dir, config, report)
+        preview = pd.DataFrame(rows)[["file", "score", "label", "bin7", "text_source", "error"]]
+        return str(path), preview
+
+    limits = (
+        f"Limits: {config.max_upload_mb:g} MB per file, {config.max_duration_s:g} s per clip, "
+        f"{config.max_batch_files} clips per batch; {config.concurrency} requests at a time."
+    )
+    with gr.Blocks(title="MMIM multimodal sentiment") as demo:
+        gr.Markdown(
+            "# MMIM multimodal sentiment\n"
+            "Give any of text, audio and video (at least one). A video's own sound track is its audio; "
+            "without text, the speech recogniser writes the transcript. " + limits
+        )
+        with gr.Tab("One clip"):
+            with gr.Row():
+                with gr.Column(scale=1):
+                    text = gr.Textbox(label="Text (transcript)", lines=3, elem_id="text_input",
+                                      placeholder="Leave empty to transcribe the audio automatically")
+                    audio = gr.Audio(label="Audio", sources=["upload", "microphone"], type="filepath", elem_id="audio_input")
+                    video = gr.Video(label="Video", sources=["upload", "webcam"], elem_id="video_input", height=260)
+                    button = gr.Button("Analyse", variant="primary", elem_id="analyse_button")
+                with gr.Column(scale=1):
+                    score = gr.Markdown(elem_id="score_output")
+                    summary = gr.Textbox(label="In plain words", elem_id="summary_output", interactive=False)
+                    table = gr.Dataframe(label="Per-modality diagnostics", elem_id="diagnostics_output", interactive=False)
+                    with gr.Row():
+                        contrib_chart = gr.BarPlot(x="modality", y="contribution", label="Contribution to the score",
+                                                   elem_id="contribution_chart", sort=None, y_lim=[-1, 1])
+                        mi_chart = gr.BarPlot(x="estimate", y="nats", label="MI estimates (nats)",
+                                              elem_id="mi_chart", sort=None, x_label_angle=-30)
+                    flags = gr.Markdown(elem_id="flags_output")
+                    transcript = gr.Textbox(label="Transcript used", elem_id="transcript_output", interactive=False)
+                    timings = gr.Dataframe(label="Processing time per stage", elem_id="timings_output", interactive=False)
+                    with gr.Accordion("Raw result (JSON)", open=False):
+                        raw = gr.JSON(elem_id="json_output")
+            button.click(
+                analyse, [text, audio, video], [score, summary, table, contrib_chart, mi_chart, flags, transcript, timings, raw],
+                api_name=API_NAME,
+            )
+            examples = load_examples()
+            if examples:
+                gr.Examples(examples, [text, audio, video], label="Examples (real RAVDESS voices, FER faces, MOSI/SST sentences)")
+        with gr.Tab("Batch"):
+            gr.Markdown(
+                "Several clips, or a zip of them, plus an optional CSV of transcripts with columns `file,text` "
+                "(file name with or without extension). Clips without a transcript are transcribed automatically. "
+                "Each clip's error, if any, is in its row."
+            )
+            with gr.Row():
+                batch_files = gr.File(label="Clips or a zip", file_count="multiple", elem_id="batch_files",
+                                      file_types=[*sorted(AUDIO_EXTS | VIDEO_EXTS), ".zip"])
+                batch_csv = gr.File(label="Transcripts CSV (optional)", file_types=[".csv"], elem_id="batch_transcripts")
+            batch_button = gr.Button("Run batch", variant="primary", elem_id="batch_button")
+            batch_out = gr.File(label="Results CSV", elem_id="batch_output")
+            batch_preview = gr.Dataframe(label="Results", elem_id="batch_preview", interactive=False)
+            batch_button.click(batch, [batch_files, batch_csv], [batch_out, batch_preview], api_name="batch")
+        with gr.Tab("About"):
+            info = predictor.info()
+            gr.Markdown(
+                f"Model: `{info['model_dir']}` ({', '.join(info['modalities'])}; features `{info['feature_spec']}`) "
+                f"on {info['provider']}.\n\n"
+                "**Score**: sentiment in [−3, 3]; label from the 7-class bin (below 0 negative, 0 neutral, above 0 positive).\n\n"
+                "**BA text→m**: a Barber-Agakov lower bound on the mutual information between the text and modality m "
+                "for this clip, in nats. **CPC fusion→m**: how well the fused representation picks this clip's own m "
+                "out of a bank of training clips, in nats (at most log K). **Contribution**: the score minus the score "
+                "with m replaced by its training mean. Absent modalities show *absent*, never a number.\n\n"
+                "**Use from Python** (`pip install gradio_client`):\n\n" + api_snippet(config)
+            )
+    return demo

@@ -1,0 +1,121 @@
+"""End to end over a running `python -m app` (a subprocess on a free loopback port, fixture model):
+Debian's Chromium through Playwright, the gradio_client API, and a small load test."""
+import os
+import re
+import zipfile
+from urllib.parse import urlparse
+
+import pytest
+
+from app.config import AppConfig
+from app.loadtest import free_port, run_load, start_server, stop_server, wait_ready
+from app.predictor import Predictor
+from model.features import FeatureError
+from tests.media import make_clip
+
+CHROMIUM = "/usr/bin/chromium"
+TEXT = "I loved this film, it was wonderful."
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory):
+    root = tmp_path_factory.mktemp("browser_media")
+    bad = root / "broken.mp4"
+    bad.write_bytes(b"\x00\x01 this is not a video " * 40)
+    return {"clip": make_clip(root / "clip.mp4", seconds=1.6, size=(240, 180), fps=10), "bad": bad, "root": root}
+
+
+@pytest.fixture(scope="module")
+def server(clip_model_dir, tmp_path_factory):
+    port = free_port()
+    log = tmp_path_factory.mktemp("server") / "app.log"
+    proc = start_server(clip_model_dir, port, "--concurrency", "2", "--threads", "1", "--max-upload-mb", "5", log_path=log)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        wait_ready(url, proc, timeout_s=90)
+        yield {"url": url, "proc": proc, "log": log}
+    finally:
+        stop_server(proc)
+
+
+@pytest.fixture(scope="module")
+def expected(clip_model_dir, media):
+    """What the predictor says in-process about the same inputs: the browser must show the same."""
+    predictor = Predictor(clip_model_dir, AppConfig(threads=1))
+    with pytest.raises(FeatureError) as error:
+        predictor.predict(video=media["bad"])
+    return {"result": predictor.predict(text=TEXT, video=media["clip"]), "error": str(error.value)}
+
+
+def _analyse(page, url, video, text=None):
+    page.goto(url)
+    if text:
+        page.fill("#text_input textarea", text)
+    page.set_input_files("#video_input input[type=file]", str(video))
+    # The upload finishes before the click is honoured: wait for the player to appear.
+    page.wait_for_selector("#video_input video", timeout=20_000)
+    page.click("#analyse_button")
+
+
+@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chromium missing: apt-get install -y chromium")
+def test_browser_clip_error_and_recovery(server, media, expected):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1400})
+            hosts = set()
+            page.on("request", lambda r: hosts.add(urlparse(r.url).hostname) if r.url.startswith("http") else None)
+
+            # 1. A clip with text: the score and the diagnostics.
+            _analyse(page, server["url"], media["clip"], TEXT)
+            page.wait_for_selector("#score_output h2", timeout=30_000)
+            headline = page.inner_text("#score_output h2")
+            shown = float(re.search(r"Score ([+-]\d+\.\d+)", headline).group(1))
+            want = expected["result"]
+            assert shown == pytest.approx(want["score"], abs=0.006) and want["label"] in headline
+            table = page.inner_text("#diagnostics_output")
+            for m in ("text", "audio", "visual"):
+                assert m in table
+            assert f"{want['diagnostics']['audio']['contribution']:+.3f}" in table
+            assert page.input_value("#summary_output textarea") == want["summary"]
+            page.screenshot(path=str(media["root"] / "ui.png"), full_page=True)
+
+            # 2. An invalid file: the front end's message, as a Gradio error.
+            _analyse(page, server["url"], media["bad"])
+            # (The browser may add its own "Video not playable" toast; ours must be there too.)
+            page.locator(".toast-body", has_text=expected["error"][:60]).first.wait_for(timeout=30_000)
+
+            # 3. The server is still there and the next request works.
+            _analyse(page, server["url"], media["clip"], TEXT)
+            page.wait_for_selector("#score_output h2", timeout=30_000)
+            assert f"{want['score']:+.2f}" in page.inner_text("#score_output h2")
+        finally:
+            browser.close()
+    assert server["proc"].poll() is None
+    assert hosts == {"127.0.0.1"}, f"requests left loopback: {hosts}"
+
+
+def test_gradio_client_predict_and_batch(server, media, expected, tmp_path):
+    from gradio_client import Client, handle_file
+
+    client = Client(server["url"], verbose=False)
+    *_, result = client.predict(TEXT, None, handle_file(str(media["clip"])), api_name="/predict")
+    assert result["score"] == pytest.approx(expected["result"]["score"], abs=1e-4)
+
+    archive = tmp_path / "clips.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.write(media["clip"], "a.mp4")
+        z.write(media["bad"], "b.mp4")
+    csv_path, preview = client.predict([handle_file(str(archive))], None, api_name="/batch")
+    rows = open(csv_path, encoding="utf-8").read().splitlines()
+    assert rows[0].startswith("file,score") and len(rows) == 3
+    assert [r[0] for r in preview["data"]] == ["a.mp4", "b.mp4"]
+
+
+def test_small_load_has_no_failures(server, media):
+    report = run_load(server["url"], clients=4, requests=2, clip=media["clip"], text=TEXT, timeout_s=60)
+    assert report["failures"] == 0 and report["ok"] == 8, report
+    assert report["p95_s"] < 60
