@@ -18,6 +18,10 @@ from model.mmim import MMIM
 log = logging.getLogger("mmim.export")
 OPSET = 18
 PARITY_TOLERANCE = 1e-4
+# BA values are log-densities: on out-of-distribution rows (the ragged parity batch) they
+# reach hundreds of nats, where float32 rounding alone is ~1e-4. So, as numpy's allclose,
+# |ORT - PyTorch| <= PARITY_TOLERANCE + PARITY_RTOL * |PyTorch|.
+PARITY_RTOL = 1e-5
 
 
 class ParityError(RuntimeError):
@@ -168,9 +172,11 @@ def ragged_batch(samples, seed: int = 0):
 
 
 def check_parity(model: MMIM, session, collate, batches, tolerance: float = PARITY_TOLERANCE) -> dict[str, float]:
-    """Max |ORT - PyTorch| per output over the batches; raises ParityError beyond tolerance."""
+    """Max |ORT - PyTorch| per output over the batches; raises ParityError where an output
+    differs by more than tolerance + PARITY_RTOL * |PyTorch|."""
     graph = ServingGraph(model.eval().cpu())
     worst = {name: 0.0 for name in graph.outputs}
+    bad = {}
     for samples in batches:
         batch = collate(samples).model_inputs()
         feed = {name: batch[name].numpy() for name in graph.inputs}
@@ -178,10 +184,12 @@ def check_parity(model: MMIM, session, collate, batches, tolerance: float = PARI
             expected = graph(*(batch[name] for name in graph.inputs))
         got = session.run(graph.outputs, feed)
         for name, e, g in zip(graph.outputs, expected, got):
-            worst[name] = max(worst[name], float(np.abs(e.numpy() - g).max()))
-    bad = {k: v for k, v in worst.items() if not v <= tolerance}
+            diff = np.abs(e.numpy() - g)
+            worst[name] = max(worst[name], float(diff.max()))
+            if not (diff <= tolerance + PARITY_RTOL * np.abs(e.numpy())).all():
+                bad[name] = worst[name]
     if bad:
-        raise ParityError(f"ONNX Runtime differs from PyTorch beyond {tolerance:g}: {bad}")
+        raise ParityError(f"ONNX Runtime differs from PyTorch beyond {tolerance:g} + {PARITY_RTOL:g}·|value|: {bad}")
     return worst
 
 
