@@ -41,7 +41,22 @@ def _says(m: str, plural: str, singular: str) -> str:
     return f"{NAMES[m]} {plural if m == 'text' else singular}"
 
 
-def summary(score: float, diagnostics: dict[str, dict]) -> str:
+def ba_thresholds(metrics: dict) -> dict[str, float]:
+    """Per non-verbal modality, the BA value below which a clip reads as "unusual for these words".
+
+    Taken from the model's own agree-vs-disagree evaluation (metrics.json, written by
+    model.ship): the midpoint of the mean BA of agreeing and of disagreeing tuples, and
+    only where agreeing tuples score higher by more than two standard errors. Where BA
+    was not shown to track agreement, no threshold: the line says nothing about it.
+    """
+    out = {}
+    for name, row in metrics.get("mi_agree_vs_disagree", {}).items():
+        if name.startswith("ba_text_") and row["paired_diff_mean"] > 2 * row["paired_diff_se"]:
+            out[name.removeprefix("ba_text_")] = (row["agree_mean"] + row["disagree_mean"]) / 2
+    return out
+
+
+def summary(score: float, diagnostics: dict[str, dict], ba_threshold: dict[str, float] | None = None) -> str:
     """One plain-language line from the contributions' signs and sizes and the BA values.
 
     Rules, in order:
@@ -52,10 +67,12 @@ def summary(score: float, diagnostics: dict[str, dict]) -> str:
     3. Otherwise, if some pulls are big enough, the strongest one drives the score, and
        the others that pull the same way agree with it.
     4. Otherwise no modality moves the score much from the training-mean baseline.
-    Then, for each non-verbal modality with a negative BA (text -> m, in nats), add that
-    it is unusual for these words: a per-clip BA below 0 means the text-conditional
-    density q(z_m | h_t) puts less mass on this clip than the average entropy implies.
+    Then, for each non-verbal modality whose BA (text -> m, in nats) is below its
+    threshold (`ba_thresholds`), add that it is unusual for these words: the
+    text-conditional density q(z_m | h_t) puts less mass on this clip than it does on
+    tuples whose modalities disagree, on average.
     """
+    ba_threshold = ba_threshold or {}
     present = [m for m, d in diagnostics.items() if d["present"]]
     pulls = {m: diagnostics[m]["contribution"] for m in present if isinstance(diagnostics[m]["contribution"], float)}
     strong = {m: c for m, c in pulls.items() if abs(c) >= MIN_PULL}
@@ -75,7 +92,7 @@ def summary(score: float, diagnostics: dict[str, dict]) -> str:
         line += f", and {' and '.join(NAMES[m] for m in same)} {'agree' if len(same) > 1 or same == ['text'] else 'agrees'}." if same else "."
     else:
         line = f"No modality moves the score by {MIN_PULL} or more from the model's baseline."
-    unusual = [m for m, d in diagnostics.items() if isinstance(d.get("ba"), float) and d["ba"] < 0]
+    unusual = [m for m, d in diagnostics.items() if isinstance(d.get("ba"), float) and m in ba_threshold and d["ba"] < ba_threshold[m]]
     for m in unusual:
         line += f" {NAMES[m].capitalize()} is unusual for these words (BA {diagnostics[m]['ba']:+.2f} nats)."
     return line

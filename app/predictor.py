@@ -6,6 +6,7 @@ call `Predictor.predict`. The front end and the ONNX session are created once;
 """
 from __future__ import annotations
 
+import json
 import logging
 import math
 import threading
@@ -43,6 +44,8 @@ class Predictor:
             expected_feature_spec=frontend.spec(),
         )
         self.modalities = tuple(self.model.config["modalities"])
+        metrics = self.model.dir / "metrics.json"
+        self.ba_threshold = interpret.ba_thresholds(json.loads(metrics.read_text())) if metrics.is_file() else {}
         # K = bank + the clip itself: CPC estimates never exceed log K.
         self.cpc_bound = float(math.log(self.model.config.get("diagnostic_bank", 127) + 1))
         # Fast tokenizers are not safe to call from several threads at once ("Already
@@ -91,7 +94,7 @@ class Predictor:
             "bin7_name": interpret.BIN7[interpret.bin7(score)],
             "diagnostics": diagnostics,
             "cpc_bound": round(self.cpc_bound, 4),
-            "summary": interpret.summary(score, diagnostics),
+            "summary": interpret.summary(score, diagnostics, self.ba_threshold),
             "flags": flags,
             "quality": _jsonable(features.quality),
             "transcript": features.text,

@@ -50,9 +50,23 @@ def test_summary_small_opposite_pull_is_not_disagreement():
 
 def test_summary_single_modality_and_negative_ba():
     assert interpret.summary(0.0, diag(text=0.4)) == "Only the words were available; the score rests on them alone."
-    line = interpret.summary(-1.0, diag(text=-0.05, audio=-0.02, ba_audio=-2.5))
+    line = interpret.summary(-1.0, diag(text=-0.05, audio=-0.02, ba_audio=-2.5), {"audio": -1.0})
     assert line == ("No modality moves the score by 0.1 or more from the model's baseline. "
                     "The voice is unusual for these words (BA -2.50 nats).")
+
+
+def test_ba_is_called_unusual_only_where_the_model_showed_it_tracks_agreement():
+    metrics = {"mi_agree_vs_disagree": {
+        "ba_text_visual": {"agree_mean": -2.0, "disagree_mean": -3.0, "paired_diff_mean": 1.0, "paired_diff_se": 0.1},
+        "ba_text_audio": {"agree_mean": -7.3, "disagree_mean": -7.4, "paired_diff_mean": 0.01, "paired_diff_se": 0.03},
+        "cpc_text": {"agree_mean": 0.1, "disagree_mean": 0.0, "paired_diff_mean": 0.1, "paired_diff_se": 0.001},
+    }}
+    thresholds = interpret.ba_thresholds(metrics)
+    assert thresholds == {"visual": -2.5}
+    line = interpret.summary(0.0, diag(text=0.0, audio=0.0, visual=0.0, ba_audio=-9.0, ba_visual=-2.6), thresholds)
+    assert "face is unusual" in line and "voice" not in line
+    assert "unusual" not in interpret.summary(0.0, diag(text=0.0, visual=0.0, ba_visual=-2.4), thresholds)
+    assert interpret.ba_thresholds({}) == {}
 
 
 def test_flags_name_absent_modalities_and_automatic_text():
@@ -99,7 +113,7 @@ def test_clip_with_text_has_every_modality(predictor, media):
     assert r["diagnostics"]["text"]["ba"] is None
     assert isinstance(r["diagnostics"]["audio"]["ba"], float) and isinstance(r["diagnostics"]["visual"]["ba"], float)
     assert set(r["timings"]) >= {"decode", "audio", "face", "expression", "text", "model", "total"}
-    assert r["summary"] == interpret.summary(r["score"], r["diagnostics"])
+    assert r["summary"] == interpret.summary(r["score"], r["diagnostics"], predictor.ba_threshold)
     json.dumps(r)  # plain JSON all the way down (the CLI prints it)
 
 
