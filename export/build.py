@@ -6,7 +6,6 @@ import logging
 import shutil
 from pathlib import Path
 
-import numpy as np
 import onnx
 
 from model.checkpoint import TEXT_ENCODER_DIR, load_checkpoint
@@ -34,8 +33,7 @@ def tensor_specs(path: Path) -> dict[str, list[dict]]:
 
 def evaluate_variant(model_dir: Path, variant: str, samples) -> dict[str, float]:
     runtime = OnnxModel(model_dir, variant, providers=["CPUExecutionProvider"])
-    scores = np.concatenate([runtime.predict(samples[i : i + 64])["score"] for i in range(0, len(samples), 64)])
-    return sentiment_metrics(scores, [s.label for s in samples])
+    return sentiment_metrics(runtime.predict(samples)["score"], [s.label for s in samples])
 
 
 def build_model_folder(

@@ -122,5 +122,7 @@ class OnnxModel:
         self.session.run_with_iobinding(binding)
         return dict(zip(self.output_names, binding.copy_outputs_to_cpu()))
 
-    def predict(self, samples) -> dict[str, np.ndarray]:
-        return self.run(self.collate(samples))
+    def predict(self, samples, batch_size: int = 64) -> dict[str, np.ndarray]:
+        """Every output for `samples`, in order, run `batch_size` at a time."""
+        outs = [self.run(self.collate(samples[i : i + batch_size])) for i in range(0, len(samples), batch_size)]
+        return {name: np.concatenate([o[name] for o in outs]) for name in self.output_names}

@@ -32,6 +32,7 @@ from tqdm import tqdm
 from .cli import add_dataclass_flags, dataclass_from_args
 from .config import TrainConfig
 from .data import Sample, load_mosi
+from .metrics import sentiment_metrics
 
 log = logging.getLogger("mmim.ship")
 
@@ -235,20 +236,13 @@ def write_dataset(out: Path, tuples: dict[str, list[dict]], spec: dict) -> None:
 # --------------------------------------------------------------------------- evaluation
 
 
-def scores(runtime, samples: list[Sample], batch: int = 64) -> dict[str, np.ndarray]:
-    outs = [runtime.predict(samples[i : i + batch]) for i in range(0, len(samples), batch)]
-    return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
-
-
 def polarity_accuracy(pred: np.ndarray, target: np.ndarray) -> float:
     keep = target != 0
     return float(((pred[keep] > 0) == (target[keep] > 0)).mean())
 
 
 def unimodal_metrics(runtime, samples: list[Sample]) -> dict[str, float]:
-    from .metrics import sentiment_metrics
-
-    pred = scores(runtime, samples)["score"]
+    pred = runtime.predict(samples)["score"]
     target = np.array([s.label for s in samples])
     m = sentiment_metrics(pred, target)
     return {"n": len(samples), "mae": m["mae"], "corr": m["corr"], "polarity_acc": polarity_accuracy(pred, target)}
@@ -258,30 +252,33 @@ def evaluate_shipped(model_dir: Path, texts, voices, faces, test_tuples, rng) ->
     """Per modality on each corpus's held-out split, on the matched tuples, and the
     MI diagnostics on agreeing vs disagreeing tuples, all through ONNX Runtime."""
     from export.runtime import OnnxModel
-    from .metrics import sentiment_metrics
+    from .features import AUDIO_DIM, VISUAL_DIM
 
     runtime = OnnxModel(model_dir, providers=["CPUExecutionProvider"])
-    a0, v0 = np.zeros((0, voices["test"][0]["features"].shape[1]), np.float32), np.zeros((0, faces["test"][0]["features"].shape[1]), np.float32)
+    no_audio, no_visual = np.zeros((0, AUDIO_DIM), np.float32), np.zeros((0, VISUAL_DIM), np.float32)
+
+    def sample(text="", label=0.0, audio=no_audio, visual=no_visual) -> Sample:
+        return Sample("", text, label, {"audio": audio, "visual": visual})
+
     report = {"unimodal": {
-        "text_mosi_test": unimodal_metrics(runtime, [Sample(str(i), t, y, {"audio": a0, "visual": v0}) for i, (src, t, y) in enumerate(texts["test"]) if src == "mosi"]),
-        "text_sst_test": unimodal_metrics(runtime, [Sample(str(i), t, y, {"audio": a0, "visual": v0}) for i, (src, t, y) in enumerate(texts["test"]) if src == "sst"]),
-        "audio_ravdess_test": unimodal_metrics(runtime, [Sample(v["id"], "", v["valence"], {"audio": v["features"], "visual": v0}) for v in voices["test"]]),
-        "visual_fer_test": unimodal_metrics(runtime, [Sample(f["id"], "", f["valence"], {"audio": a0, "visual": f["features"]}) for f in faces["test"] if f["face_found"]]),
+        "text_mosi_test": unimodal_metrics(runtime, [sample(t, y) for src, t, y in texts["test"] if src == "mosi"]),
+        "text_sst_test": unimodal_metrics(runtime, [sample(t, y) for src, t, y in texts["test"] if src == "sst"]),
+        "audio_ravdess_test": unimodal_metrics(runtime, [sample(label=v["valence"], audio=v["features"]) for v in voices["test"]]),
+        "visual_fer_test": unimodal_metrics(runtime, [sample(label=f["valence"], visual=f["features"]) for f in faces["test"] if f["face_found"]]),
     }}
-    agree = [Sample(str(i), t["text"], t["label"], {"audio": t["voice"]["features"], "visual": t["face"]["features"]}) for i, t in enumerate(test_tuples)]
-    out = scores(runtime, agree)
-    report["tuples_test"] = sentiment_metrics(out["score"], [s.label for s in agree])
+    matched = [sample(t["text"], t["label"], t["voice"]["features"], t["face"]["features"]) for t in test_tuples]
+    report["tuples_test"] = sentiment_metrics(runtime.predict(matched)["score"], [s.label for s in matched])
 
     # Disagreeing tuples: the same text with a voice and a face of the opposite polarity
     # (strong bins only, so that "opposite" is unambiguous).
     def opposite(pool, label):
         want = [p for p in pool if p.get("face_found", True) and np.sign(p["valence"]) == -np.sign(label) and abs(p["valence"]) >= 1.0]
-        return want[rng.integers(len(want))]
+        return want[rng.integers(len(want))]["features"]
 
-    polar = [t for t in test_tuples if abs(t["label"]) >= 1.0]
-    agree_p = [Sample(str(i), t["text"], t["label"], {"audio": t["voice"]["features"], "visual": t["face"]["features"]}) for i, t in enumerate(polar)]
-    clash = [Sample(str(i), t["text"], t["label"], {"audio": opposite(voices["test"], t["label"])["features"], "visual": opposite(faces["test"], t["label"])["features"]}) for i, t in enumerate(polar)]
-    o_agree, o_clash = scores(runtime, agree_p), scores(runtime, clash)
+    polar = [i for i, t in enumerate(test_tuples) if abs(t["label"]) >= 1.0]
+    agreeing = [matched[i] for i in polar]
+    clashing = [sample(s.text, s.label, opposite(voices["test"], s.label), opposite(faces["test"], s.label)) for s in agreeing]
+    o_agree, o_clash = runtime.predict(agreeing), runtime.predict(clashing)
     diagnostics = {}
     for name in runtime.output_names:
         if name == "score":
