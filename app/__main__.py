@@ -22,6 +22,7 @@ def parse_args(argv=None) -> AppConfig:
 
 def serve(config: AppConfig, block: bool = True):
     from export.artifacts import ModelFolderError
+    from model.features.whisper_models import WhisperModelError
 
     from .predictor import Predictor
     from .ui import EXAMPLES_DIR, build_ui
@@ -30,6 +31,9 @@ def serve(config: AppConfig, block: bool = True):
         predictor = Predictor(config.model_dir, config)
     except (ModelFolderError, FileNotFoundError) as e:
         logging.getLogger("mmim.app").error("cannot load the model: %s (pass --model-dir DIR with an exported model folder)", e)
+        sys.exit(2)
+    except WhisperModelError as e:
+        logging.getLogger("mmim.app").error("cannot load the speech recogniser: %s", e)
         sys.exit(2)
     predictor.predict(text="warm up")  # the first ONNX run allocates; do it before the first user waits on it
     demo = build_ui(predictor, config)

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from model.features.text import DEFAULT_ASR_MODEL
+
 DEFAULT_MODEL_DIR = "weights/mmim-clip"
 
 
@@ -20,6 +22,7 @@ class AppConfig:
     variant: str = "fp32"  # model.onnx variant: fp32 | int8 | fp16
     threads: int = 0  # ONNX Runtime intra-op threads; 0 = one per usable core
     asr: bool = True  # transcribe the audio when no text is given
+    asr_model: str = DEFAULT_ASR_MODEL  # Whisper: tiny.en | base | a local CTranslate2 directory
 
     @property
     def max_upload_bytes(self) -> int:

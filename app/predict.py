@@ -25,6 +25,8 @@ def main(argv=None) -> int:
     parser.add_argument("--max-duration-s", type=float, default=AppConfig.max_duration_s)
     parser.add_argument("--max-upload-mb", type=float, default=AppConfig.max_upload_mb)
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--asr-model", default=AppConfig.asr_model,
+                        help="speech recogniser: tiny.en, base or a local CTranslate2 Whisper directory")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
 
@@ -38,7 +40,8 @@ def main(argv=None) -> int:
             audio = audio or args.clip
         else:
             video = video or args.clip
-    config = AppConfig(model_dir=args.model_dir, max_duration_s=args.max_duration_s, max_upload_mb=args.max_upload_mb, threads=args.threads)
+    config = AppConfig(model_dir=args.model_dir, max_duration_s=args.max_duration_s, max_upload_mb=args.max_upload_mb, threads=args.threads,
+                       asr_model=args.asr_model)
     try:
         result = Predictor(config.model_dir, config).predict(text=args.text, audio=audio, video=video)
     except FeatureError as e:

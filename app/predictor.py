@@ -35,9 +35,16 @@ class Predictor:
                     max_duration_s=self.config.max_duration_s,
                     max_bytes=self.config.max_upload_bytes,
                     asr=self.config.asr,
+                    asr_model=self.config.asr_model,
                 )
             )
         self.frontend = frontend
+        if self.config.asr:
+            # Fail at start-up, not on the first clip without text: an unknown name or an
+            # incomplete directory raises WhisperModelError here. The model loads lazily.
+            from model.features.whisper_models import resolve
+
+            resolve(self.config.asr_model)
         # Checks the manifest, and refuses a model trained on other features, before loading anything.
         self.model = OnnxModel(
             model_dir, self.config.variant, providers=providers, threads=self.config.threads,
@@ -99,6 +106,8 @@ class Predictor:
             "quality": _jsonable(features.quality),
             "transcript": features.text,
             "text_source": features.text_source,
+            # Segments with word timestamps and the detected language, when the words were recognised.
+            "asr": features.transcript.to_dict() if features.transcript is not None else None,
             "timings": timings,
         }
 

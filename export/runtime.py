@@ -52,6 +52,12 @@ def spec_differences(ours, theirs, prefix: str = "") -> list[str]:
     return [] if ours == theirs else [f"{prefix.rstrip('/')}: {str(ours)[:40]} (front end) vs {str(theirs)[:40]} (model)"]
 
 
+def _shaping(spec: dict | None) -> dict:
+    """The entries that change the features: package versions are a record, not a contract
+    (a numpy patch release must not make a model refuse to load)."""
+    return {k: v for k, v in (spec or {}).items() if k != "packages"}
+
+
 class OnnxModel:
     """An exported MMIM folder, ready to score batches of features."""
 
@@ -66,8 +72,8 @@ class OnnxModel:
         self.dir = Path(model_dir)
         self.manifest = verify_folder(self.dir)
         self.feature_spec = json.loads((self.dir / FEATURE_SPEC).read_text())
-        if expected_feature_spec is not None and expected_feature_spec != self.feature_spec:
-            differences = spec_differences(expected_feature_spec, self.feature_spec)
+        differences = spec_differences(*(_shaping(s) for s in (expected_feature_spec, self.feature_spec)))
+        if expected_feature_spec is not None and differences:
             raise ModelFolderError(
                 f"{self.dir} was trained on features that this front end does not make "
                 f"({'; '.join(differences[:5])}); retrain or use a matching model"

@@ -21,8 +21,9 @@ AUDIO_CODECS = {".mp4": "aac", ".mov": "aac", ".mkv": "aac", ".webm": "libopus",
 OPUS_RATES = (8000, 12000, 16000, 24000, 48000)
 
 
-def speech(text: str = SPEECH, sample_rate: int = 16000) -> np.ndarray:
-    """espeak-ng speech as float32 mono at sample_rate."""
+def speech(text: str = SPEECH, sample_rate: int = 16000, voice: str = "en", speed: int = 175,
+           pitch: int = 50) -> np.ndarray:
+    """espeak-ng speech as float32 mono at sample_rate (speed in words per minute, pitch 0-99)."""
     if shutil.which("espeak-ng") is None:
         raise RuntimeError("espeak-ng is not installed: apt-get install -y espeak-ng")
     import soundfile as sf
@@ -30,7 +31,8 @@ def speech(text: str = SPEECH, sample_rate: int = 16000) -> np.ndarray:
 
     with tempfile.TemporaryDirectory() as tmp:
         wav = Path(tmp) / "speech.wav"
-        subprocess.run(["espeak-ng", "-w", str(wav), text], check=True, capture_output=True)
+        subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-p", str(pitch), "-w", str(wav), text],
+                       check=True, capture_output=True)
         x, sr = sf.read(wav, dtype="float32")
     if sr != sample_rate:
         from math import gcd

@@ -70,7 +70,8 @@ def test_names_and_spec(fe):
     assert spec["audio"]["names"] == list(AUDIO_NAMES) and spec["visual"]["names"] == list(VISUAL_NAMES)
     assert spec["audio"]["rate_hz"] == 10.0 and spec["visual"]["fps"] == 5.0
     assert len(spec["visual"]["expression_model"]["sha256"]) == 64
-    assert {"av", "opensmile", "opencv-python-headless", "pocketsphinx"} <= set(spec["packages"])
+    assert {"av", "opensmile", "opencv-python-headless"} <= set(spec["packages"])
+    assert "asr" not in spec["text"]  # the recogniser does not shape the features the model was trained on
 
 
 @pytest.mark.parametrize("ext", [".mov", ".mkv", ".webm", ".avi"])
@@ -87,17 +88,35 @@ def test_audio_containers(fe, tmp_path, ext):
 
 
 def test_speech_recognition_when_no_text(fe_asr, media):
+    from model.features.asr_bench import wer
+    from tests.media import SPEECH
+
     f = fe_asr.extract(audio=media["speech"])
-    assert f.text_source == "automatic"
-    assert "wonderful" in f.text.split()  # espeak-ng says SPEECH; pocketsphinx gets this word right
+    assert f.text_source == "automatic" and wer([SPEECH], [f.text]) <= 0.15, f.text
+    assert f.transcript.text == f.text and f.transcript.segments[0].words  # timestamps travel with the features
+    assert f.quality["asr_language"] == "en"
     again = fe_asr.extract(audio=media["speech"])
     assert again.text == f.text  # no decoder state leaks between clips
 
 
 def test_speech_recognition_on_real_ravdess(fe_asr):
-    # "Kids are talking by the door"
     f = fe_asr.extract(audio=DATA / "ravdess/audio/Actor_01/03-01-01-01-01-01-01.flac")
-    assert f.text_source == "automatic" and "door" in f.text.split()
+    assert f.text_source == "automatic" and f.text.lower().strip(".!") == "kids are talking by the door"
+
+
+def test_other_languages_are_flagged_not_scored(fe_asr, tmp_path):
+    import soundfile as sf
+
+    from tests.media import speech
+
+    if not fe_asr.transcriber.multilingual:
+        pytest.skip("the default model is English only")
+    wav = tmp_path / "fr.wav"
+    sf.write(wav, speech("Bonjour, je suis très content de vous voir aujourd'hui.", voice="fr"), 16000)
+    f = fe_asr.extract(audio=wav)
+    assert f.text == "" and f.text_source == "absent" and len(f.audio) > 0
+    assert f.quality["text_absent_reason"].startswith("speech detected as fr")
+    assert "Bonjour" in f.quality["asr_transcript"]
 
 
 def test_given_text_wins_over_asr(fe_asr, media):
@@ -276,7 +295,8 @@ def test_one_frame_video(fe, tmp_path):
 def test_silence(fe_asr, tmp_path):
     f = fe_asr.extract(video=make_clip(tmp_path / "quiet.mp4", text=None, seconds=2))
     assert f.quality["voiced_share"] < 0.02 and len(f.audio) == 20
-    assert f.text_source == "absent"  # nothing to transcribe, ASR not run
+    assert f.text_source == "absent" and f.text == ""  # no hallucinated words
+    assert "voice activity detection found none" in f.quality["text_absent_reason"]
     assert len(f.visual) == 10
 
 

@@ -2,8 +2,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+from model.features.text import DEFAULT_ASR_MODEL
+
+if TYPE_CHECKING:
+    from model.features.text import Transcript
 
 
 @dataclass
@@ -15,6 +21,7 @@ class FrontEndConfig:
     max_side: int = 640                # frames resized so the long side is <= this before face detection
     max_text_chars: int = 2000         # longer text is truncated (noted in quality), never an error
     asr: bool = True                   # transcribe when no text is given and audio is present
+    asr_model: str = DEFAULT_ASR_MODEL  # Whisper: tiny.en | base | a local CTranslate2 directory
 
 
 @dataclass
@@ -25,6 +32,9 @@ class ClipFeatures:
     visual: np.ndarray                 # (T_v, VISUAL_DIM) float32; T_v == 0 means visual absent
     quality: dict = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    # Speech recognition's segments and word timestamps (seconds from the clip start);
+    # None when the text was given or nothing was transcribed.
+    transcript: "Transcript | None" = None
 
     def to_sample(self, id: str = "", label: float = 0.0):
         from model.data import Sample

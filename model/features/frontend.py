@@ -5,6 +5,7 @@ import dataclasses
 import logging
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from importlib import metadata
 from pathlib import Path
 
@@ -15,13 +16,27 @@ from model.features.config import ClipFeatures, FrontEndConfig
 from model.features.decode import SAMPLE_RATE, decode
 from model.features.errors import FeatureError
 from model.features.fer import EXPRESSIONS
-from model.features.text import Transcriber, prepare_text
+from model.features.text import AsrConfig, Transcriber, Transcript, prepare_text
 from model.features.visual import (CASCADE, VISUAL_DIM, VISUAL_NAMES, DetectorConfig, ExpressionModel,
                                    FaceDetector)
 
 log = logging.getLogger(__name__)
 SPEC_VERSION = 1
-_PACKAGES = ("av", "opensmile", "opencv-python-headless", "onnxruntime", "onnxruntime-gpu", "pocketsphinx", "numpy")
+_PACKAGES = ("av", "opensmile", "opencv-python-headless", "onnxruntime", "onnxruntime-gpu", "numpy")
+# One Whisper model per process and name, however many FrontEnds are made: it is the
+# largest thing the front end loads (about 150 MB for base) and is thread-safe.
+_TRANSCRIBERS: dict[str, Transcriber] = {}
+_TRANSCRIBERS_LOCK = threading.Lock()
+# Speech recognition runs beside face detection; both release the GIL, so on two
+# cores the clip costs about max(ASR, faces) instead of their sum.
+_ASR_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="asr")
+
+
+def transcriber(model: str) -> Transcriber:
+    with _TRANSCRIBERS_LOCK:
+        if model not in _TRANSCRIBERS:
+            _TRANSCRIBERS[model] = Transcriber(AsrConfig(model=model))
+        return _TRANSCRIBERS[model]
 
 
 def _versions() -> dict[str, str]:
@@ -46,10 +61,10 @@ def _resample(signal: np.ndarray, sample_rate: int) -> np.ndarray:
 
 
 class FrontEnd:
-    """Loads the expression ONNX, Haar cascade, openSMILE and (lazily) pocketsphinx once.
+    """Loads the expression ONNX, Haar cascade, openSMILE and (lazily) Whisper once.
 
-    Thread-safe: the stateful pieces (openSMILE, pocketsphinx) are behind locks,
-    the cascade is per thread and onnxruntime sessions are safe to share.
+    Thread-safe: openSMILE is behind a lock, the cascade is per thread, and
+    onnxruntime sessions and CTranslate2 models are safe to share.
     """
 
     def __init__(self, config: FrontEndConfig | None = None, expression_model: str | Path | None = None,
@@ -58,22 +73,18 @@ class FrontEnd:
         self.audio_featurizer = AudioFeaturizer(self.config.audio_rate_hz)
         self.detector = FaceDetector(detector)
         self.expression = ExpressionModel(expression_model) if expression_model else ExpressionModel()
-        self._transcriber: Transcriber | None = None
-        self._transcriber_lock = threading.Lock()
 
     @property
     def transcriber(self) -> Transcriber:
-        with self._transcriber_lock:  # load once even when first needed by two threads at once
-            if self._transcriber is None:
-                self._transcriber = Transcriber()
-        return self._transcriber
+        return transcriber(self.config.asr_model)
 
     def spec(self) -> dict:
         """What the features are: everything that changes them, and nothing else.
 
-        The limits on what is accepted (duration, bytes) and whether speech is
-        transcribed do not change the features of an accepted clip, so they are
-        left out: the app may set them differently from training.
+        The limits on what is accepted (duration, bytes) and the speech recogniser
+        do not change the features of an accepted clip, so they are left out: the
+        app may set them differently from training (the models are trained on
+        given transcripts). Package versions are kept as a record only.
         """
         c = self.config
         return {
@@ -85,8 +96,7 @@ class FrontEnd:
                        "face_detector": CASCADE, "detector": dataclasses.asdict(self.detector.cfg),
                        "expression_classes": list(EXPRESSIONS),
                        "expression_model": {"file": self.expression.path.name, "sha256": self.expression.sha256}},
-            "text": {"max_chars": c.max_text_chars,
-                     "asr": "pocketsphinx en-us wheel model, fwdflat off, maxhmmpf 3000 (when no text is given)"},
+            "text": {"max_chars": c.max_text_chars},
             "packages": _versions(),
         }
 
@@ -164,6 +174,9 @@ class FrontEnd:
             quality["duration_s"] = round(max(durations), 3)
         timings["decode"] = time.perf_counter() - t0
 
+        # Only when no text is given; the VAD inside decides whether there is speech.
+        asr = self._start_asr(signal) if not clean_text and c.asr and signal is not None else None
+
         t0 = time.perf_counter()
         if signal is not None:
             audio_feats, q = self.audio_features(signal, SAMPLE_RATE)
@@ -171,9 +184,6 @@ class FrontEnd:
         else:
             audio_feats = np.zeros((0, AUDIO_DIM), np.float32)
         timings["audio"] = time.perf_counter() - t0
-
-        # Transcribe only when there is speech: pocketsphinx invents words in silence.
-        asr = bool(not clean_text and c.asr and len(audio_feats) and quality.get("voiced_share", 0) > 0)
 
         if frames is not None:
             visual_feats, q, t = self._visual(frames)
@@ -183,16 +193,14 @@ class FrontEnd:
             visual_feats = np.zeros((0, VISUAL_DIM), np.float32)
             quality.setdefault("visual_absent_reason", "no video given")
 
-        source = "given" if clean_text else "absent"
-        if asr:
-            transcript, timings["text"] = self.transcriber.transcribe(signal)
-            clean_text = prepare_text(transcript, c.max_text_chars)[0]
-            source = "automatic" if clean_text else "absent"
-            if not clean_text:
-                quality["text_absent_reason"] = "speech recognition found no words"
+        source, transcript = ("given" if clean_text else "absent"), None
+        if asr is not None:
+            transcript = asr.result()
+            timings["text"] = transcript.seconds
+            clean_text, source = self._use_transcript(transcript, quality)
         elif not clean_text:
-            quality["text_absent_reason"] = ("no text given" if text is None or not c.asr or signal is None
-                                             else "no text given and no speech to transcribe")
+            quality["text_absent_reason"] = ("no text given and speech recognition is off"
+                                             if signal is not None and not c.asr else "no text given")
         if signal is None and audio is None and video is not None:
             quality.setdefault("audio_absent_reason", "the video has no audio track")
         elif signal is None:
@@ -204,4 +212,27 @@ class FrontEnd:
             raise FeatureError(f"nothing usable in the input ({reasons}); give a clip with a visible face or "
                                "speech, or some text")
         return ClipFeatures(text=clean_text, text_source=source, audio=audio_feats, visual=visual_feats,
-                            quality=quality, timings=timings)
+                            quality=quality, timings=timings, transcript=transcript)
+
+    def _start_asr(self, signal: np.ndarray):
+        model = self.transcriber  # loaded here, so a broken model fails this call and not a pool thread
+        return _ASR_POOL.submit(model.transcribe, signal)
+
+    def _use_transcript(self, transcript: Transcript, quality: dict) -> tuple[str, str]:
+        """(text for the model, its source); the reasons and the language go into quality."""
+        quality["asr_model"] = transcript.model
+        quality["asr_language"] = transcript.language
+        if transcript.language_probability is not None:
+            quality["asr_language_probability"] = round(transcript.language_probability, 4)
+        if not transcript.text:
+            quality["text_absent_reason"] = f"speech recognition: {transcript.reason}"
+            return "", "absent"
+        p = transcript.language_probability
+        if not transcript.english and p is not None and p >= self.transcriber.config.min_language_probability:
+            # Scoring other-language words with an English encoder gives confident nonsense:
+            # keep the transcript for the user, score the voice and the face only.
+            quality["asr_transcript"] = transcript.text
+            quality["text_absent_reason"] = (f"speech detected as {transcript.language} (p = {p:.2f}); "
+                                             "the model reads English, so the words were not scored")
+            return "", "absent"
+        return prepare_text(transcript.text, self.config.max_text_chars)[0], "automatic"

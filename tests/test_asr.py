@@ -1,0 +1,155 @@
+"""Speech recognition: Whisper from wheels, known answers, silence, timestamps, offline, threads."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from importlib import metadata
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from model.features import whisper_models
+from model.features.asr_bench import edit_distance, normalise, wer
+from model.features.text import DEFAULT_ASR_MODEL, AsrConfig, Transcriber
+from tests.conftest import DATA, REPO
+from tests.media import speech
+
+SENTENCE = "I went to see the new film last night and honestly it was wonderful."
+RAVDESS_KIDS = DATA / "ravdess/audio/Actor_23/03-01-05-02-01-01-23.flac"  # angry, strong: "Kids are talking by the door"
+
+
+@pytest.fixture(scope="module")
+def asr() -> Transcriber:
+    return Transcriber(AsrConfig(model=DEFAULT_ASR_MODEL))
+
+
+@pytest.fixture(scope="module")
+def sentence() -> np.ndarray:
+    return speech(SENTENCE)
+
+
+def test_wer_definition():
+    assert normalise("Um, I'm   NOT sure… uh") == ["i'm", "not", "sure"]
+    assert edit_distance(["a", "b", "c"], ["a", "x", "c", "d"]) == 2  # one substitution, one insertion
+    assert wer(["kids are talking by the door"], ["Kids are talking by the door!"]) == 0.0
+    assert wer(["a b c d"], ["a c d"]) == pytest.approx(0.25)
+
+
+def test_known_sentence(asr, sentence):
+    t = asr.transcribe(sentence)
+    assert wer([SENTENCE], [t.text]) <= 0.15, t.text
+    assert t.reason is None and t.language == "en" and t.segments
+
+
+def test_real_ravdess_speech(asr):
+    x, _ = sf.read(RAVDESS_KIDS, dtype="float32")
+    assert wer(["Kids are talking by the door"], [asr.transcribe(x).text]) == 0.0
+
+
+def test_word_timestamps_are_monotonic_and_inside_the_clip(asr, sentence):
+    lead = np.zeros(16000, np.float32)  # 1 s of silence first: timestamps must map back past it
+    signal = np.concatenate([lead, sentence, lead])
+    t = asr.transcribe(signal)
+    words = [w for s in t.segments for w in s.words]
+    assert len(words) >= 8
+    times = [v for w in words for v in (w.start, w.end)]
+    assert times == sorted(times)
+    voiced = np.flatnonzero(np.abs(signal) > 0.02) / 16000  # where espeak really speaks
+    assert abs(words[0].start - voiced[0]) <= 0.5 and abs(words[-1].end - voiced[-1]) <= 0.5
+    assert words[-1].end <= len(signal) / 16000
+    assert all(0 <= w.probability <= 1 for w in words)
+    for s in t.segments:
+        assert s.start <= s.words[0].start and s.words[-1].end <= s.end
+        assert s.avg_logprob <= 0 and 0 <= s.no_speech_prob <= 1
+
+
+def test_silence_and_tones_give_no_words_and_a_reason(asr):
+    rng = np.random.default_rng(0)
+    t = np.arange(48000) / 16000
+    quiet = (0.003 * rng.standard_normal(48000)).astype(np.float32)
+    chord = (0.2 * np.sin(2 * np.pi * np.outer(t, [220, 277, 330])).sum(1) / 3).astype(np.float32)
+    for signal in (np.zeros(32000, np.float32), quiet, chord, np.zeros(800, np.float32)):
+        result = asr.transcribe(signal)
+        assert result.text == "" and result.segments == []
+        assert result.reason
+
+
+def test_base_is_multilingual_and_detects_other_languages(asr):
+    if not asr.multilingual:
+        pytest.skip("the default model is English only")
+    t = asr.transcribe(speech("Bonjour, je suis très content de vous voir aujourd'hui.", voice="fr"))
+    assert t.language == "fr" and t.language_probability > 0.5 and not t.english
+    assert "bonjour" in normalise(t.text)  # transcribed in its own language, not translated
+
+
+def test_two_threads_at_once_get_their_own_words(asr, sentence):
+    ravdess, _ = sf.read(RAVDESS_KIDS, dtype="float32")
+    want = [asr.transcribe(sentence).text, asr.transcribe(ravdess).text]
+    with ThreadPoolExecutor(2) as pool:
+        got = list(pool.map(lambda x: asr.transcribe(x).text, [sentence, ravdess] * 2))
+    assert got == want * 2
+
+
+def test_model_names_never_reach_a_hub(tmp_path):
+    for name in ("small", "large-v3", "openai/whisper-tiny", "Systran/faster-whisper-base"):
+        with pytest.raises(whisper_models.WhisperModelError, match="never downloaded"):
+            whisper_models.resolve(name)
+    (tmp_path / "model.bin").write_bytes(b"")
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(whisper_models.WhisperModelError, match="missing tokenizer.json"):
+        whisper_models.resolve(str(tmp_path))  # faster-whisper would fetch a tokenizer from the hub
+
+
+def test_tiny_and_a_local_directory_resolve():
+    tiny = whisper_models.resolve("tiny.en")
+    assert whisper_models.resolve(str(tiny)) == tiny
+
+
+def test_base_is_joined_once_and_atomically(tmp_path, monkeypatch):
+    monkeypatch.setenv("MMIM_CACHE", str(tmp_path))
+    path = whisper_models.resolve("base")
+    assert path.parent == tmp_path and (path / "model.bin").stat().st_size == 145_217_607
+    assert sorted(p.name for p in path.iterdir()) == ["config.json", "model.bin", "tokenizer.json", "vocabulary.json"]
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary directory left behind
+    mtime = (path / "model.bin").stat().st_mtime_ns
+    assert whisper_models.resolve("base") == path and (path / "model.bin").stat().st_mtime_ns == mtime
+
+
+def test_loads_and_transcribes_offline_with_no_network(tmp_path, sentence):
+    """In a fresh process where any socket connection raises, with HF_HUB_OFFLINE=1."""
+    wav = tmp_path / "s.wav"
+    sf.write(wav, sentence, 16000)
+    code = f"""
+import socket
+def refuse(*a, **k):
+    raise OSError("network use in an offline test")
+socket.socket.connect = refuse
+socket.create_connection = refuse
+import soundfile as sf
+from model.features.text import AsrConfig, Transcriber
+x, _ = sf.read({str(wav)!r}, dtype="float32")
+print(Transcriber(AsrConfig(model={DEFAULT_ASR_MODEL!r})).transcribe(x).text)
+"""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "MMIM_CACHE": str(tmp_path / "cache")}
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert wer([SENTENCE], [out.stdout.strip()]) <= 0.15
+
+
+def test_onnxruntime_cpu_package_is_not_installed():
+    # faster-whisper declares `onnxruntime`; it must not have been pulled in beside onnxruntime-gpu.
+    with pytest.raises(metadata.PackageNotFoundError):
+        metadata.version("onnxruntime")
+    assert metadata.version("onnxruntime-gpu")
+    import faster_whisper.vad  # its Silero VAD runs on onnxruntime-gpu's CPU provider
+
+    assert faster_whisper.vad.get_speech_timestamps(np.zeros(16000, np.float32)) == []
+
+
+def test_pocketsphinx_is_gone():
+    with pytest.raises(metadata.PackageNotFoundError):
+        metadata.version("pocketsphinx")
+    assert "pocketsphinx" not in (REPO / "requirements.txt").read_text()
