@@ -28,10 +28,11 @@ VIDEO_EXTS = {".mp4", ".webm", ".mov", ".mkv", ".avi", ".m4v"}
 MEDIA_EXTS = AUDIO_EXTS | VIDEO_EXTS
 # Zip bombs: a member that claims to expand more than this many times is refused.
 MAX_COMPRESSION_RATIO = 200
+DIAGNOSTIC_KEYS = ("present", "ba", "ba_percentile", "cpc", "cpc_percentile", "shapley", "contribution")
 RESULT_COLUMNS = [
     "file", "score", "label", "bin7", "summary", "text_source", "transcript",
-    *[f"{k}_{m}" for m in ("text", "audio", "visual") for k in ("present", "ba", "cpc", "contribution")],
-    "flags", "total_s", "error",
+    *[f"{k}_{m}" for m in ("text", "audio", "visual") for k in DIAGNOSTIC_KEYS],
+    "shapley_baseline", "flags", "total_s", "error",
 ]
 
 
@@ -140,10 +141,11 @@ def result_row(name: str, result: dict | None, error: str = "") -> dict:
             score=result["score"], label=result["label"], bin7=result["bin7"], summary=result["summary"],
             text_source=result["text_source"], transcript=result["transcript"],
             flags="; ".join(result["flags"]), total_s=result["timings"]["total"],
+            shapley_baseline="" if result.get("shapley_baseline") is None else result["shapley_baseline"],
         )
         for m, d in result["diagnostics"].items():
-            for k in ("present", "ba", "cpc", "contribution"):
-                row[f"{k}_{m}"] = "" if d[k] is None else d[k]
+            for k in DIAGNOSTIC_KEYS:
+                row[f"{k}_{m}"] = "" if d.get(k) is None else d[k]
     return row
 
 

@@ -11,11 +11,16 @@ BIN7 = {
     -3: "strongly negative", -2: "negative", -1: "weakly negative", 0: "neutral",
     1: "weakly positive", 2: "positive", 3: "strongly positive",
 }
-# A contribution (score change when the modality is replaced by its training mean)
-# smaller than this, in score units on [-3, 3], counts as "no pull either way".
+# A Shapley value (the modality's share of score - baseline) smaller than this, in score
+# units on [-3, 3], counts as "no pull either way".
 MIN_PULL = 0.1
 # Two modalities "disagree" only when the weaker pull is at least this share of the stronger.
 DISAGREE_SHARE = 0.25
+# MI diagnostics are read against the training distribution: below this percentile a
+# value is "outside what the model saw in training", below UNEXPECTED_PERCENTILE "less
+# expected than most training clips".
+OUTSIDE_PERCENTILE = 1.0
+UNEXPECTED_PERCENTILE = 5.0
 # Quality thresholds behind the flags.
 LOW_FACE_SHARE = 0.3
 LOW_VOICED_SHARE = 0.2
@@ -41,40 +46,36 @@ def _says(m: str, plural: str, singular: str) -> str:
     return f"{NAMES[m]} {plural if m == 'text' else singular}"
 
 
-def ba_thresholds(metrics: dict) -> dict[str, float]:
-    """Per non-verbal modality, the BA value below which a clip reads as "unusual for these words".
-
-    Taken from the model's own agree-vs-disagree evaluation (metrics.json, written by
-    model.ship): the midpoint of the mean BA of agreeing and of disagreeing tuples, and
-    only where agreeing tuples score higher by more than two standard errors. Where BA
-    was not shown to track agreement, no threshold: the line says nothing about it.
-    """
-    out = {}
-    for name, row in metrics.get("mi_agree_vs_disagree", {}).items():
-        if name.startswith("ba_text_") and row["paired_diff_mean"] > 2 * row["paired_diff_se"]:
-            out[name.removeprefix("ba_text_")] = (row["agree_mean"] + row["disagree_mean"]) / 2
-    return out
+def outside_training(percentile) -> bool:
+    return isinstance(percentile, float) and percentile < OUTSIDE_PERCENTILE
 
 
-def summary(score: float, diagnostics: dict[str, dict], ba_threshold: dict[str, float] | None = None) -> str:
-    """One plain-language line from the contributions' signs and sizes and the BA values.
+def pull(d: dict):
+    """The modality's pull on the score: its Shapley value, or leave-one-out for older models."""
+    for key in ("shapley", "contribution"):
+        if isinstance(d.get(key), float):
+            return d[key]
+    return None
+
+
+def summary(score: float, diagnostics: dict[str, dict]) -> str:
+    """One plain-language line from the Shapley values' signs and sizes and the BA percentiles.
 
     Rules, in order:
     1. One modality present: the score rests on it alone.
-    2. Among present modalities whose |contribution| >= MIN_PULL, take the strongest
+    2. Among present modalities whose |Shapley value| >= MIN_PULL, take the strongest
        pull each way; if both exist and the weaker is >= DISAGREE_SHARE of the stronger,
        they disagree ("the voice and the words disagree ...").
     3. Otherwise, if some pulls are big enough, the strongest one drives the score, and
        the others that pull the same way agree with it.
     4. Otherwise no modality moves the score much from the training-mean baseline.
-    Then, for each non-verbal modality whose BA (text -> m, in nats) is below its
-    threshold (`ba_thresholds`), add that it is unusual for these words: the
-    text-conditional density q(z_m | h_t) puts less mass on this clip than it does on
-    tuples whose modalities disagree, on average.
+    Then, for each non-verbal modality whose BA text -> m is at a low percentile of the
+    training clips' values, say so: below OUTSIDE_PERCENTILE it is outside what the
+    model saw in training; below UNEXPECTED_PERCENTILE it is less expected for these
+    words than (100 - p) % of training clips.
     """
-    ba_threshold = ba_threshold or {}
     present = [m for m, d in diagnostics.items() if d["present"]]
-    pulls = {m: diagnostics[m]["contribution"] for m in present if isinstance(diagnostics[m]["contribution"], float)}
+    pulls = {m: pull(diagnostics[m]) for m in present if pull(diagnostics[m]) is not None}
     strong = {m: c for m, c in pulls.items() if abs(c) >= MIN_PULL}
     up = max((m for m in strong if strong[m] > 0), key=lambda m: strong[m], default=None)
     down = min((m for m in strong if strong[m] < 0), key=lambda m: strong[m], default=None)
@@ -92,9 +93,15 @@ def summary(score: float, diagnostics: dict[str, dict], ba_threshold: dict[str, 
         line += f", and {' and '.join(NAMES[m] for m in same)} {'agree' if len(same) > 1 or same == ['text'] else 'agrees'}." if same else "."
     else:
         line = f"No modality moves the score by {MIN_PULL} or more from the model's baseline."
-    unusual = [m for m, d in diagnostics.items() if isinstance(d.get("ba"), float) and m in ba_threshold and d["ba"] < ba_threshold[m]]
-    for m in unusual:
-        line += f" {NAMES[m].capitalize()} is unusual for these words (BA {diagnostics[m]['ba']:+.2f} nats)."
+    for m, d in diagnostics.items():
+        p = d.get("ba_percentile")
+        if not isinstance(p, float) or p >= UNEXPECTED_PERCENTILE:
+            continue
+        if p < OUTSIDE_PERCENTILE:
+            line += (f" {NAMES[m].capitalize()} is outside what the model saw in training for such words "
+                     "(less expected than 99 % of training clips).")
+        else:
+            line += f" {NAMES[m].capitalize()} is less expected for these words than {100 - p:.0f} % of training clips."
     return line
 
 

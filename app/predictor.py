@@ -6,7 +6,6 @@ call `Predictor.predict`. The front end and the ONNX session are created once;
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 import threading
@@ -51,8 +50,6 @@ class Predictor:
             expected_feature_spec=frontend.spec(),
         )
         self.modalities = tuple(self.model.config["modalities"])
-        metrics = self.model.dir / "metrics.json"
-        self.ba_threshold = interpret.ba_thresholds(json.loads(metrics.read_text())) if metrics.is_file() else {}
         # K = bank + the clip itself: CPC estimates never exceed log K.
         self.cpc_bound = float(math.log(self.model.config.get("diagnostic_bank", 127) + 1))
         # Fast tokenizers are not safe to call from several threads at once ("Already
@@ -89,6 +86,10 @@ class Predictor:
 
         score = float(out["score"])
         diagnostics = {m: self._diagnostics(m, out, present) for m in self.modalities}
+        interactions = {
+            f"{a}×{b}": _number(out.get(f"interaction_{a}_{b}")) if present[a] and present[b] else interpret.ABSENT
+            for i, a in enumerate(self.modalities) for b in self.modalities[i + 1 :]
+        }
         flags = interpret.flags(diagnostics, features.quality, features.text_source)
         flags += [f"{m} was given but this model does not use it" for m in MODALITIES if m not in self.modalities and present[m]]
         timings = {k: round(float(v), 4) for k, v in features.timings.items()}
@@ -100,8 +101,12 @@ class Predictor:
             "bin7": interpret.bin7(score),
             "bin7_name": interpret.BIN7[interpret.bin7(score)],
             "diagnostics": diagnostics,
+            # Shapley values sum to score - shapley_baseline: the score with every present
+            # modality at its training mean.
+            "shapley_baseline": _number(out.get("shapley_baseline")),
+            "interactions": interactions,
             "cpc_bound": round(self.cpc_bound, 4),
-            "summary": interpret.summary(score, diagnostics, self.ba_threshold),
+            "summary": interpret.summary(score, diagnostics),
             "flags": flags,
             "quality": _jsonable(features.quality),
             "transcript": features.text,
@@ -112,17 +117,31 @@ class Predictor:
         }
 
     def _diagnostics(self, m: str, out: dict, present: dict[str, bool]) -> dict:
-        """Numbers where they mean something; interpret.ABSENT where the modality (or, for BA, the text) is missing."""
+        """Numbers where they mean something; interpret.ABSENT where the modality (or, for BA,
+        the text) is missing. A model exported before an output existed gives None for it."""
         def value(name: str, needs: tuple[str, ...]):
-            return round(float(out[name]), 6) if all(present[n] for n in needs) else interpret.ABSENT
+            return _number(out.get(name)) if all(present[n] for n in needs) else interpret.ABSENT
 
-        return {
+        # BA is text -> m, so it needs both; the text has no BA of its own.
+        ba_needs = ("text", m)
+        d = {
             "present": present[m],
-            # BA is text -> m, so it needs both; the text has no BA of its own.
-            "ba": None if m == "text" else value(f"ba_text_{m}", ("text", m)),
+            "ba": None if m == "text" else value(f"ba_text_{m}", ba_needs),
+            "ba_percentile": None if m == "text" else value(f"ba_text_{m}_percentile", ba_needs),
             "cpc": value(f"cpc_{m}", (m,)),
+            "cpc_percentile": value(f"cpc_{m}_percentile", (m,)),
+            "shapley": value(f"shapley_{m}", (m,)),
             "contribution": value(f"contribution_{m}", (m,)),
         }
+        d["outside_training"] = [k for k in ("ba", "cpc") if interpret.outside_training(d[f"{k}_percentile"])]
+        return d
+
+
+def _number(value):
+    """A float rounded for JSON, or None where the model has no such output (or no reference: NaN)."""
+    if value is None or not math.isfinite(float(value)):
+        return None
+    return round(float(value), 6)
 
 
 def _jsonable(value):

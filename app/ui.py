@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import tempfile
 from pathlib import Path
 
@@ -27,31 +28,53 @@ EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
 API_NAME = "predict"
 
 
-def _fmt(value) -> str:
+def _fmt(value, spec: str = "+.3f") -> str:
     if value is None:
         return "n/a"
-    return value if isinstance(value, str) else f"{value:+.3f}"
+    return value if isinstance(value, str) else format(value, spec)
+
+
+def _nats(d: dict, key: str) -> str:
+    """Raw nats with the training percentile beside them; out-of-range values say so."""
+    value, pct = d.get(key), d.get(f"{key}_percentile")
+    text = _fmt(value)
+    if isinstance(value, float) and isinstance(pct, float):
+        text += f" ({pct:.0f}th pct" + (", outside training" if interpret.outside_training(pct) else "") + ")"
+    return text
 
 
 def diagnostics_table(result: dict) -> pd.DataFrame:
     rows = [
-        [m, "yes" if d["present"] else interpret.ABSENT, _fmt(d["ba"]), _fmt(d["cpc"]), _fmt(d["contribution"])]
+        [m, "yes" if d["present"] else interpret.ABSENT, _nats(d, "ba"), _nats(d, "cpc"), _fmt(d.get("shapley")),
+         _fmt(d["contribution"])]
         for m, d in result["diagnostics"].items()
     ]
-    return pd.DataFrame(rows, columns=["modality", "present", "BA text→m (nats)", f"CPC (nats, ≤ {result['cpc_bound']:.2f})", "contribution (score)"])
+    return pd.DataFrame(rows, columns=["modality", "present", "BA text→m, nats (training percentile)",
+                                       f"CPC fusion→m, nats ≤ {result['cpc_bound']:.2f} (percentile)",
+                                       "Shapley (score)", "leave-one-out (score)"])
 
 
 def diagnostics_charts(result: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Contributions (score units) and MI estimates (nats) in two charts, since their scales differ.
-    Only real numbers are plotted: an absent modality has no bar."""
-    contrib, mi = [], []
+    """Shapley values (score units) and MI percentiles (0-100) in two charts, since their
+    scales differ. Percentiles keep every bar readable where raw nats span hundreds. Only
+    real numbers are plotted: an absent modality has no bar."""
+    shapley, mi = [], []
     for m, d in result["diagnostics"].items():
-        if isinstance(d["contribution"], float):
-            contrib.append({"modality": m, "contribution": d["contribution"]})
+        value = interpret.pull(d)
+        if value is not None:
+            shapley.append({"modality": m, "shapley": value})
         for k in ("ba", "cpc"):
-            if isinstance(d[k], float):
-                mi.append({"estimate": f"BA text→{m}" if k == "ba" else f"CPC fusion→{m}", "nats": d[k]})
-    return pd.DataFrame(contrib, columns=["modality", "contribution"]), pd.DataFrame(mi, columns=["estimate", "nats"])
+            pct = d.get(f"{k}_percentile")
+            if isinstance(pct, float):
+                mi.append({"estimate": f"BA text→{m}" if k == "ba" else f"CPC fusion→{m}", "percentile": pct})
+    return pd.DataFrame(shapley, columns=["modality", "shapley"]), pd.DataFrame(mi, columns=["estimate", "percentile"])
+
+
+def shapley_limit(frame: pd.DataFrame) -> list[float]:
+    """A symmetric y range that holds every bar: at least ±1, in steps of 0.5."""
+    top = float(frame["shapley"].abs().max()) if len(frame) else 0.0
+    limit = max(1.0, math.ceil(top * 2) / 2)
+    return [-limit, limit]
 
 
 def headline(result: dict) -> str:
@@ -107,8 +130,10 @@ def build_ui(predictor: Predictor, config: AppConfig) -> gr.Blocks:
         flags = "\n".join(f"- {f}" for f in result["flags"]) or "- all present modalities look fine"
         timings = pd.DataFrame([[k, round(v * 1000, 1)] for k, v in result["timings"].items()], columns=["stage", "ms"])
         transcript = result["transcript"] + (" (automatic)" if result["text_source"] == "automatic" else "")
+        shapley, mi = diagnostics_charts(result)
         return (
-            headline(result), result["summary"], diagnostics_table(result), *diagnostics_charts(result),
+            headline(result), result["summary"], diagnostics_table(result),
+            gr.BarPlot(value=shapley, y_lim=shapley_limit(shapley)), mi,
             flags, transcript, timings, result,
         )
 
@@ -146,10 +171,10 @@ def build_ui(predictor: Predictor, config: AppConfig) -> gr.Blocks:
                     summary = gr.Textbox(label="In plain words", elem_id="summary_output", interactive=False)
                     table = gr.Dataframe(label="Per-modality diagnostics", elem_id="diagnostics_output", interactive=False)
                     with gr.Row():
-                        contrib_chart = gr.BarPlot(x="modality", y="contribution", label="Contribution to the score",
+                        contrib_chart = gr.BarPlot(x="modality", y="shapley", label="Shapley value: share of the score",
                                                    elem_id="contribution_chart", sort=None, y_lim=[-1, 1])
-                        mi_chart = gr.BarPlot(x="estimate", y="nats", label="MI estimates (nats)",
-                                              elem_id="mi_chart", sort=None, x_label_angle=-30)
+                        mi_chart = gr.BarPlot(x="estimate", y="percentile", label="MI estimates: percentile among training clips",
+                                              elem_id="mi_chart", sort=None, x_label_angle=-30, y_lim=[0, 100])
                     flags = gr.Markdown(elem_id="flags_output")
                     transcript = gr.Textbox(label="Transcript used", elem_id="transcript_output", interactive=False)
                     timings = gr.Dataframe(label="Processing time per stage", elem_id="timings_output", interactive=False)
@@ -182,10 +207,23 @@ def build_ui(predictor: Predictor, config: AppConfig) -> gr.Blocks:
                 f"Model: `{info['model_dir']}` ({', '.join(info['modalities'])}; features `{info['feature_spec']}`) "
                 f"on {info['provider']}.\n\n"
                 "**Score**: sentiment in [−3, 3]; label from the 7-class bin (below 0 negative, 0 neutral, above 0 positive).\n\n"
-                "**BA text→m**: a Barber-Agakov lower bound on the mutual information between the text and modality m "
-                "for this clip, in nats. **CPC fusion→m**: how well the fused representation picks this clip's own m "
-                "out of a bank of training clips, in nats (at most log K). **Contribution**: the score minus the score "
-                "with m replaced by its training mean. Absent modalities show *absent*, never a number.\n\n"
+                "**Shapley value of m**: m's share of the score's distance from the baseline, the score with every "
+                "present modality replaced by its training-mean representation; the values of the present modalities "
+                "add up exactly to score − baseline. The baseline is a choice (the training mean), and a different "
+                "baseline would share the score differently.\n\n"
+                "**Interaction a×b**: the Shapley interaction index, in score units. Positive when a and b together "
+                "move the score more than each does alone (they reinforce each other), negative when they overlap "
+                "or cancel.\n\n"
+                "**BA text→m**: a Barber-Agakov estimate of how expected this clip's m is given its words, "
+                "log q(m | text) + H(m), in nats. Its percentile says where it falls among the training clips' "
+                "values: a low percentile means m is unusual for these words, and below the 1st it is outside "
+                "what the model saw in training.\n\n"
+                "**CPC fusion→m**: how well the fused representation picks this clip's own m out of a bank of "
+                "K training clips, in nats (at most log K). A high percentile means m is well reflected in the "
+                "fused representation, compared with training clips.\n\n"
+                "**Leave-one-out**: the score minus the score with only m at its training mean, kept for "
+                "continuity; unlike Shapley values these do not add up to the score. Absent modalities show "
+                "*absent*, never a number.\n\n"
                 "**Use from Python** (`pip install gradio_client`):\n\n" + api_snippet(config)
             )
     return demo

@@ -13,7 +13,7 @@ from model.data import Collator, load_splits
 from model.metrics import sentiment_metrics
 
 from .artifacts import FEATURE_SPEC, VARIANT_FILES, feature_spec_for, write_manifest
-from .onnx import OPSET, PARITY_RTOL, PARITY_TOLERANCE, check_parity, convert_fp16, export_onnx, quantize_int8, ragged_batch, sample_batches
+from .onnx import OPSET, PARITY_RTOL, PARITY_TOLERANCE, PERCENTILE_TOLERANCE, check_parity, convert_fp16, export_onnx, quantize_int8, ragged_batch, sample_batches
 from .runtime import OnnxModel, make_session
 
 log = logging.getLogger("mmim.export")
@@ -75,7 +75,7 @@ def build_model_folder(
         format="mmim-onnx/1",
         opset=OPSET,
         variants={v: VARIANT_FILES[v] for v in ("fp32", *variants)},
-        parity={"tolerance": PARITY_TOLERANCE, "rtol": PARITY_RTOL, "batch_sizes": [1, 3, 32], "ragged_batch": True, "max_abs_diff": parity},
+        parity={"tolerance": PARITY_TOLERANCE, "rtol": PARITY_RTOL, "percentile_tolerance": PERCENTILE_TOLERANCE, "batch_sizes": [1, 3, 32], "ragged_batch": True, "max_abs_diff": parity},
         **specs,
     )
     manifest = write_manifest(out_dir, **manifest_fields)

@@ -40,9 +40,18 @@ def save_weights(model: torch.nn.Module, path: Path) -> None:
     os.replace(tmp, path)
 
 
+# Buffers added after checkpoints were first written; an older checkpoint lacks them and
+# keeps their NaN defaults (its diagnostics then have no percentiles).
+OPTIONAL_BUFFERS = ("ba_quantiles", "cpc_quantiles")
+
+
 def load_weights(model: torch.nn.Module, path: Path, device: str = "cpu") -> None:
-    """Strict load; copies into the existing tensors, which also works for cuDNN's packed LSTM weights."""
-    model.load_state_dict(load_file(str(path), device=device), strict=True)
+    """Strict load, but for OPTIONAL_BUFFERS; copies into the existing tensors, which also
+    works for cuDNN's packed LSTM weights."""
+    missing, unexpected = model.load_state_dict(load_file(str(path), device=device), strict=False)
+    missing = [k for k in missing if not k.endswith(OPTIONAL_BUFFERS)]
+    if missing or unexpected:
+        raise RuntimeError(f"{path} does not fit the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
 
 
 def save_checkpoint(model: MMIM, tokenizer, out_dir: Path, extra_config: dict | None = None) -> None:

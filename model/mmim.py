@@ -18,8 +18,10 @@ from torch import nn
 from .config import ModelConfig
 from .encoders import SequenceEncoder, TextEncoder
 from .mi import BABound, CPC
+from .shapley import interaction_matrix, pairs, shapley_matrix
 
 SCORE_RANGE = 3.0
+QUANTILES = 101  # 0th, 1st, ..., 100th percentile of each MI diagnostic over the training set
 
 
 class FusionHead(nn.Module):
@@ -38,13 +40,30 @@ class FusionHead(nn.Module):
 
 
 class TrainingReference(nn.Module):
-    """Statistics of one modality's training representations, for diagnostics:
-    the mean (the "absent" value in contributions) and a bank of samples (CPC)."""
+    """Statistics of one modality's training representations, for diagnostics: the mean
+    (the baseline of contributions and Shapley values), a bank of samples (CPC), and
+    the quantiles of its CPC and (text -> m) BA values over the training set (NaN until
+    stored), which turn a clip's nats into a percentile."""
 
-    def __init__(self, dim: int, bank_size: int):
+    def __init__(self, dim: int, bank_size: int, has_ba: bool):
         super().__init__()
         self.register_buffer("mean", torch.zeros(dim))
         self.register_buffer("bank", torch.zeros(bank_size, dim))
+        self.register_buffer("cpc_quantiles", torch.full((QUANTILES,), float("nan")))
+        if has_ba:
+            self.register_buffer("ba_quantiles", torch.full((QUANTILES,), float("nan")))
+
+
+def percentile(x: torch.Tensor, quantiles: torch.Tensor) -> torch.Tensor:
+    """Where x falls in a distribution given by its 0th..100th percentiles, in [0, 100],
+    interpolated linearly between neighbouring quantiles; NaN when none are stored."""
+    n = quantiles.shape[0] - 1
+    k = (x.unsqueeze(-1) >= quantiles).sum(-1) - 1  # -1 below the minimum, n at or above the maximum
+    lo_k = k.clamp(0, n - 1)
+    lo, hi = quantiles[lo_k], quantiles[lo_k + 1]
+    frac = ((x - lo) / (hi - lo).clamp_min(1e-12)).clamp(0.0, 1.0)
+    pct = torch.where(k < 0, torch.zeros_like(x), torch.where(k >= n, torch.full_like(x, 100.0), (lo_k + frac) * (100.0 / n)))
+    return torch.where(torch.isnan(quantiles[0]), torch.full_like(x, float("nan")), pct)
 
 
 class MMIM(nn.Module):
@@ -70,8 +89,15 @@ class MMIM(nn.Module):
             {m: BABound(dims["text"], dims[m], config.mi_dim, config.mmilb_hidden) for m in config.nonverbal}
         )
         self.cpc = nn.ModuleDict({m: CPC(config.fusion_hidden, dims[m]) for m in config.modalities})
-        self.reference = nn.ModuleDict({m: TrainingReference(dims[m], config.diagnostic_bank) for m in config.modalities})
+        self.reference = nn.ModuleDict(
+            {m: TrainingReference(dims[m], config.diagnostic_bank, m in config.nonverbal) for m in config.modalities}
+        )
         self.absent = nn.ParameterDict({m: nn.Parameter(torch.zeros(dims[m])) for m in config.modalities})
+        # Exact Shapley values and pairwise interactions are linear in the 2^M coalition
+        # scores: constant maps, not learned and not saved.
+        n = len(config.modalities)
+        self.register_buffer("shapley_map", torch.tensor(shapley_matrix(n), dtype=torch.float32), persistent=False)
+        self.register_buffer("interaction_map", torch.tensor(interaction_matrix(n), dtype=torch.float32), persistent=False)
 
     def forward(
         self,
@@ -134,28 +160,66 @@ class MMIM(nn.Module):
         return terms
 
     def diagnostics(self, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Per-clip MI diagnostics, each of shape (B,), from statistics stored at training time.
+        """Per-clip diagnostics, each of shape (B,), from statistics stored at training time.
 
         - ba_text_<m>: log q(z_m | h_t) + H(z_m), H over the training set (nats).
         - cpc_<m>: InfoNCE of the clip's h_m against the training bank (nats, at most log K).
-        - contribution_<m>: the score minus the score with h_m set to its training mean;
-          0 where m is absent. BA and CPC of an absent modality are computed on the
-          absent vector and mean nothing: callers show them as absent.
+        - <name>_percentile: where that value falls among the training clips' values (0-100).
+        - shapley_<m>: exact Shapley value of m in the game whose players are the present
+          modalities, a coalition's value being the score with the others at their training
+          mean. They sum to score - shapley_baseline (every present modality at its mean).
+          An absent modality keeps its "absent" vector in every coalition: it is a null
+          player, with value 0.
+        - interaction_<a>_<b>: the Shapley interaction index of the pair (score units).
+        - contribution_<m>: leave-one-out, the score minus the score with h_m at its
+          training mean; 0 where m is absent.
+        BA and CPC of an absent modality are computed on the absent vector and mean
+        nothing: callers show them as absent.
         """
         diag = {}
         for m, ba in self.ba.items():
             diag[f"ba_text_{m}"] = ba.log_likelihood(out["h_text"], out[f"h_{m}"]) + ba.entropy
+            diag[f"ba_text_{m}_percentile"] = percentile(diag[f"ba_text_{m}"], self.reference[m].ba_quantiles)
         for m, cpc in self.cpc.items():
             diag[f"cpc_{m}"] = cpc.single_clip(out["fusion"], out[f"h_{m}"], self.reference[m].bank)
-        for m in self.config.modalities:
+            diag[f"cpc_{m}_percentile"] = percentile(diag[f"cpc_{m}"], self.reference[m].cpc_quantiles)
+        modalities = self.config.modalities
+        for m in modalities:
             parts = [
                 self.reference[k].mean.expand_as(out[f"h_{k}"]) if k == m else out[f"h_{k}"]
-                for k in self.config.modalities
+                for k in modalities
             ]
             _, raw = self.fusion(torch.cat(parts, dim=-1))
             contribution = out["score"] - raw.clamp(-SCORE_RANGE, SCORE_RANGE)
             diag[f"contribution_{m}"] = torch.where(out[f"present_{m}"], contribution, torch.zeros_like(contribution))
+        values = self.coalition_scores(out)  # (2^M, B)
+        for m, phi in zip(modalities, self.shapley_map @ values):
+            diag[f"shapley_{m}"] = phi
+        for (i, j), index in zip(pairs(len(modalities)), self.interaction_map @ values):
+            diag[f"interaction_{modalities[i]}_{modalities[j]}"] = index
+        diag["shapley_baseline"] = values[0]
         return diag
+
+    def coalition_scores(self, out: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(2^M, B): the clamped score of every coalition of modalities, in one fusion pass.
+
+        Coalition c keeps h_m where bit i of c is set (m = modalities[i]); elsewhere a present
+        modality is replaced by its training mean and an absent one keeps its absent vector.
+        The full coalition reproduces the score.
+        """
+        modalities = self.config.modalities
+        batch = out["score"].shape[0]
+        rows = []
+        for c in range(2 ** len(modalities)):
+            parts = []
+            for i, m in enumerate(modalities):
+                h = out[f"h_{m}"]
+                if not c >> i & 1:
+                    h = torch.where(out[f"present_{m}"].unsqueeze(1), self.reference[m].mean.expand_as(h), h)
+                parts.append(h)
+            rows.append(torch.cat(parts, dim=-1))
+        _, raw = self.fusion(torch.cat(rows, dim=0))
+        return raw.clamp(-SCORE_RANGE, SCORE_RANGE).reshape(len(rows), batch)
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         """Text encoder, likelihood networks q (stage 1) and everything else."""

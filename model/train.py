@@ -35,7 +35,7 @@ from .encoders import resolve_text_encoder
 from .data import BENCHMARKS, Batch, Collator, Sample, feature_statistics, load_splits
 from .metrics import sentiment_metrics
 from .mi import mixture_entropy
-from .mmim import MMIM
+from .mmim import MMIM, QUANTILES
 
 log = logging.getLogger("mmim.train")
 RESUME_FILE = "resume.json"
@@ -171,7 +171,23 @@ def store_training_statistics(model: MMIM, samples: list[Sample], collate: Colla
         rows = MMIM.pair_rows(out, m)
         ba.entropy.copy_(mixture_entropy(ba.project(out[f"h_{m}"][rows].to(cfg.device)), labels[rows]))
         entropies[m] = ba.entropy.item()
+    store_diagnostic_quantiles(model, {k: v.to(cfg.device) for k, v in out.items()})
     return entropies
+
+
+@torch.no_grad()
+def store_diagnostic_quantiles(model: MMIM, out: dict[str, torch.Tensor]) -> None:
+    """The 0th..100th percentiles of every BA and CPC diagnostic over the training rows where
+    it is defined (BA: text and m present; CPC: m present), so that a clip's value can be
+    read as a percentile. Needs the entropies, mean and bank already stored."""
+    diag = model.diagnostics(out)
+    levels = torch.linspace(0, 1, QUANTILES, device=out["score"].device)
+    for m, reference in model.reference.items():
+        cpc_rows, ba_rows = out[f"present_{m}"], MMIM.pair_rows(out, m) if m in model.ba else None
+        if cpc_rows.any():
+            reference.cpc_quantiles.copy_(torch.quantile(diag[f"cpc_{m}"][cpc_rows], levels))
+        if ba_rows is not None and ba_rows.any():
+            reference.ba_quantiles.copy_(torch.quantile(diag[f"ba_text_{m}"][ba_rows], levels))
 
 
 def plot_curves(history: list[dict], path: Path) -> None:

@@ -18,13 +18,15 @@ from model.features import FeatureError
 from tests.media import make_audio, make_clip
 
 
-def diag(text=None, audio=None, visual=None, ba_audio=1.0, ba_visual=1.0):
-    """Diagnostics dict as the predictor makes it; None contribution = modality absent."""
+def diag(text=None, audio=None, visual=None, pct_audio=50.0, pct_visual=50.0):
+    """Diagnostics dict as the predictor makes it; None Shapley value = modality absent."""
     out = {}
-    for m, c, ba in (("text", text, None), ("audio", audio, ba_audio), ("visual", visual, ba_visual)):
+    for m, c, pct in (("text", text, None), ("audio", audio, pct_audio), ("visual", visual, pct_visual)):
         present = c is not None
-        out[m] = {"present": present, "ba": ba if m == "text" or present else "absent",
-                  "cpc": 0.5 if present else "absent", "contribution": c if present else "absent"}
+        ba = None if m == "text" else -1.0 if present and text is not None else "absent"
+        out[m] = {"present": present, "ba": ba, "ba_percentile": pct if isinstance(ba, float) else ba,
+                  "cpc": 0.5 if present else "absent", "cpc_percentile": 50.0 if present else "absent",
+                  "shapley": c if present else "absent", "contribution": 9.9 if present else "absent"}
     return out
 
 
@@ -48,25 +50,23 @@ def test_summary_small_opposite_pull_is_not_disagreement():
         "The words drive the score positive (+0.80), and the face agrees.")
 
 
-def test_summary_single_modality_and_negative_ba():
+def test_summary_single_modality_and_ba_percentiles():
     assert interpret.summary(0.0, diag(text=0.4)) == "Only the words were available; the score rests on them alone."
-    line = interpret.summary(-1.0, diag(text=-0.05, audio=-0.02, ba_audio=-2.5), {"audio": -1.0})
+    line = interpret.summary(-1.0, diag(text=-0.05, audio=-0.02, pct_audio=3.6))
     assert line == ("No modality moves the score by 0.1 or more from the model's baseline. "
-                    "The voice is unusual for these words (BA -2.50 nats).")
+                    "The voice is less expected for these words than 96 % of training clips.")
+    line = interpret.summary(0.0, diag(text=0.0, audio=0.0, visual=0.0, pct_audio=0.4, pct_visual=20.0))
+    assert "voice is outside what the model saw in training" in line and "face" not in line
 
 
-def test_ba_is_called_unusual_only_where_the_model_showed_it_tracks_agreement():
-    metrics = {"mi_agree_vs_disagree": {
-        "ba_text_visual": {"agree_mean": -2.0, "disagree_mean": -3.0, "paired_diff_mean": 1.0, "paired_diff_se": 0.1},
-        "ba_text_audio": {"agree_mean": -7.3, "disagree_mean": -7.4, "paired_diff_mean": 0.01, "paired_diff_se": 0.03},
-        "cpc_text": {"agree_mean": 0.1, "disagree_mean": 0.0, "paired_diff_mean": 0.1, "paired_diff_se": 0.001},
-    }}
-    thresholds = interpret.ba_thresholds(metrics)
-    assert thresholds == {"visual": -2.5}
-    line = interpret.summary(0.0, diag(text=0.0, audio=0.0, visual=0.0, ba_audio=-9.0, ba_visual=-2.6), thresholds)
-    assert "face is unusual" in line and "voice" not in line
-    assert "unusual" not in interpret.summary(0.0, diag(text=0.0, visual=0.0, ba_visual=-2.4), thresholds)
-    assert interpret.ba_thresholds({}) == {}
+def test_summary_reads_shapley_not_leave_one_out():
+    # Every leave-one-out value in diag() is 9.9; the line must come from the Shapley values.
+    assert "(+0.80)" in interpret.summary(1.0, diag(text=0.8, audio=0.01, visual=0.02))
+
+
+def test_outside_training():
+    assert interpret.outside_training(0.5) and not interpret.outside_training(1.0)
+    assert not interpret.outside_training("absent") and not interpret.outside_training(None)
 
 
 def test_flags_name_absent_modalities_and_automatic_text():
@@ -113,15 +113,25 @@ def test_clip_with_text_has_every_modality(predictor, media):
     assert r["diagnostics"]["text"]["ba"] is None
     assert isinstance(r["diagnostics"]["audio"]["ba"], float) and isinstance(r["diagnostics"]["visual"]["ba"], float)
     assert set(r["timings"]) >= {"decode", "audio", "face", "expression", "text", "model", "total"}
-    assert r["summary"] == interpret.summary(r["score"], r["diagnostics"], predictor.ba_threshold)
+    assert r["summary"] == interpret.summary(r["score"], r["diagnostics"])
+    # Shapley values add up to the score minus the baseline, and percentiles are percentiles.
+    total = sum(r["diagnostics"][m]["shapley"] for m in ("text", "audio", "visual"))
+    assert total == pytest.approx(r["score"] - r["shapley_baseline"], abs=1e-4)
+    assert set(r["interactions"]) == {"text×audio", "text×visual", "audio×visual"}
+    for m in ("audio", "visual"):
+        assert 0 <= r["diagnostics"][m]["ba_percentile"] <= 100 and 0 <= r["diagnostics"][m]["cpc_percentile"] <= 100
     json.dumps(r)  # plain JSON all the way down (the CLI prints it)
 
 
 def test_absent_modalities_show_absent_not_numbers(predictor):
     r = predictor.predict(text="What a great and happy day this is.")
     for m in ("audio", "visual"):
-        assert r["diagnostics"][m] == {"present": False, "ba": "absent", "cpc": "absent", "contribution": "absent"}
-    assert isinstance(r["diagnostics"]["text"]["contribution"], float)
+        assert r["diagnostics"][m] == {"present": False, "ba": "absent", "ba_percentile": "absent", "cpc": "absent",
+                                       "cpc_percentile": "absent", "shapley": "absent", "contribution": "absent",
+                                       "outside_training": []}
+    assert r["interactions"] == {"text×audio": "absent", "text×visual": "absent", "audio×visual": "absent"}
+    assert isinstance(r["diagnostics"]["text"]["shapley"], float)
+    assert r["diagnostics"]["text"]["shapley"] == pytest.approx(r["score"] - r["shapley_baseline"], abs=1e-5)
     assert r["summary"] == "Only the words were available; the score rests on them alone."
     assert "audio absent: no audio given" in r["flags"] and "visual absent: no video given" in r["flags"]
 

@@ -137,7 +137,13 @@ def test_diagnostics_known_answers(model_and_collate):
     expected = model.ba["audio"].log_likelihood(out["h_text"], out["h_audio"]) + 0.5
     torch.testing.assert_close(diag["ba_text_audio"], expected)
     assert set(diag) == {"ba_text_audio", "ba_text_visual", "cpc_text", "cpc_audio", "cpc_visual",
-                         "contribution_text", "contribution_audio", "contribution_visual"}
+                         "contribution_text", "contribution_audio", "contribution_visual",
+                         "ba_text_audio_percentile", "ba_text_visual_percentile", "cpc_text_percentile",
+                         "cpc_audio_percentile", "cpc_visual_percentile", "shapley_text", "shapley_audio",
+                         "shapley_visual", "shapley_baseline", "interaction_text_audio", "interaction_text_visual",
+                         "interaction_audio_visual"}
+    # No quantiles stored yet: percentiles are NaN, never a made-up number.
+    assert torch.isnan(diag["cpc_text_percentile"]).all()
 
 
 def without(sample: Sample, modality: str) -> Sample:
@@ -200,3 +206,26 @@ def test_modality_dropout_never_hides_every_modality(model_and_collate):
     assert present[0].tolist() == [True, False, False]
     # With p = 0.9 most modalities go, so the guard above is exercised.
     assert present.float().mean() < 0.5
+
+
+@pytest.mark.parametrize("absent", [None, *MODALITIES])
+def test_model_shapley_is_efficient_and_absent_modalities_are_null_players(model_and_collate, absent):
+    model, collate = model_and_collate
+    with torch.no_grad():
+        for m in MODALITIES:
+            model.reference[m].mean.normal_()
+            model.absent[m].normal_()
+    samples = make_samples(4)
+    if absent:
+        samples[0] = without(samples[0], absent)
+    out = model(**collate(samples).model_inputs())
+    diag = model.diagnostics(out)
+    total = sum(diag[f"shapley_{m}"] for m in MODALITIES)
+    torch.testing.assert_close(total, out["score"] - diag["shapley_baseline"], atol=1e-5, rtol=0)
+    torch.testing.assert_close(model.coalition_scores(out)[-1], out["score"], atol=1e-6, rtol=0)
+    assert any(diag[f"shapley_{m}"].abs().max() > 1e-3 for m in MODALITIES)
+    if absent:
+        assert diag[f"shapley_{absent}"][0].abs().item() < 1e-6
+        for name, value in diag.items():
+            if name.startswith("interaction_") and absent in name:
+                assert value[0].abs().item() < 1e-6
