@@ -66,6 +66,31 @@ def benchmark(ckpt_dir, model_dir, runs: int = 30, threads: int = 0, batch_sizes
     return results
 
 
+def shapley_cost(ckpt_dir, runs: int = 30, batch_sizes=(1, 32), data_dir=None) -> dict:
+    """What the exact Shapley values add: median ms of the whole serving graph (forward and
+    every diagnostic) vs the coalition pass alone, PyTorch eager, same inputs."""
+    model, tokenizer = load_checkpoint(ckpt_dir)
+    graph = ServingGraph(model).eval()
+    config = json.loads((Path(ckpt_dir) / "config.json").read_text())
+    samples = load_splits(config["train"]["benchmark"], data_dir or config["train"]["data_dir"])["test"]
+    collate = Collator(tokenizer, model.config.max_text_len, model.config.modalities)
+    out = {}
+    for samples_b in sample_batches(samples, batch_sizes):
+        inputs = collate(samples_b).model_inputs()
+        tensors = [inputs[n] for n in graph.inputs]
+        with torch.no_grad():
+            forward = model(**inputs)
+
+            def coalitions():
+                values = model.coalition_scores(forward)
+                return model.shapley_map @ values, model.interaction_map @ values
+
+            whole = median_ms(lambda: graph(*tensors), runs)
+            shapley = median_ms(coalitions, runs)
+        out[str(len(samples_b))] = {"graph_ms": whole, "shapley_ms": shapley, "shapley_share": shapley / whole}
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m export.bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint")
@@ -77,6 +102,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     results = benchmark(args.checkpoint, args.model_dir, args.runs, args.threads, data_dir=args.data_dir)
+    results["shapley_cost"] = shapley_cost(args.checkpoint, args.runs, data_dir=args.data_dir)
     text = json.dumps(results, indent=2)
     print(text)
     if args.out:

@@ -42,6 +42,9 @@ class ModelConfig:
     # Training representations kept for single-clip CPC diagnostics; with the
     # clip's own representation they make K = bank + 1 candidates (bound log K).
     diagnostic_bank: int = 127
+    # One linear head per modality that scores h_m alone (trained by TrainConfig.unimodal_weight),
+    # so every encoder learns even where another modality would carry the tuple.
+    unimodal_heads: bool = False
 
     def __post_init__(self) -> None:
         self.modalities = tuple(self.modalities)
@@ -111,6 +114,12 @@ class TrainConfig:
     # learned "absent" vectors are trained and a missing modality at serving
     # time is handled. A row never loses every modality.
     modality_dropout: float = 0.0
+    # Weight of the L1 loss of the unimodal heads (each modality scored from h_m alone,
+    # against its own label where the sample has one); 0 = no heads.
+    unimodal_weight: float = 0.0
+    # The fused target: "label", or "words_first" (model/targets.py) from the per-modality
+    # labels of the modalities left after dropout.
+    target_rule: str = "label"
     # Metric that selects the model on the validation split (lower is better).
     select_on: str = "mae"
     num_threads: int = 0  # 0 leaves torch's default
@@ -127,6 +136,8 @@ class TrainConfig:
             self.model = ModelConfig(**self.model)
         if isinstance(self.tuple_nce, dict):
             self.tuple_nce = TupleNCEConfig(**self.tuple_nce)
+        if self.target_rule not in ("label", "words_first"):
+            raise ValueError(f"unknown target_rule {self.target_rule!r}; choose label or words_first")
         if self.pretrain not in PRETRAIN:
             raise ValueError(f"unknown pretrain {self.pretrain!r}; choose from {PRETRAIN}")
         if self.variant not in VARIANTS:

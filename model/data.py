@@ -36,6 +36,9 @@ class Sample:
     text: str
     label: float
     features: dict[str, np.ndarray] = field(default_factory=dict)  # modality -> (T, d) float32
+    # Optional valence of each modality on its own (tuples built from separate corpora);
+    # a modality without one falls back to `label`.
+    targets: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -47,6 +50,8 @@ class Batch:
     audio_lengths: torch.Tensor | None = None
     visual: torch.Tensor | None = None
     visual_lengths: torch.Tensor | None = None
+    # (B, M) per-modality labels in the model's modality order (Sample.targets, else the label).
+    modality_labels: torch.Tensor | None = None
 
     def model_inputs(self) -> dict[str, torch.Tensor]:
         names = ("input_ids", "attention_mask", "audio", "audio_lengths", "visual", "visual_lengths")
@@ -63,6 +68,7 @@ class Collator:
     def __init__(self, tokenizer, max_text_len: int, modalities: tuple[str, ...]):
         self.tokenizer = tokenizer
         self.max_text_len = max_text_len
+        self.modalities = tuple(modalities)
         self.nonverbal = tuple(m for m in ("audio", "visual") if m in modalities)
 
     def __call__(self, samples: list[Sample]) -> Batch:
@@ -80,6 +86,8 @@ class Collator:
             input_ids=tokens["input_ids"],
             attention_mask=tokens["attention_mask"] * text_present,
             labels=torch.tensor([s.label for s in samples], dtype=torch.float32),
+            modality_labels=torch.tensor([[s.targets.get(m, s.label) for m in self.modalities] for s in samples],
+                                         dtype=torch.float32),
         )
         for m in self.nonverbal:
             seqs = [s.features[m] for s in samples]

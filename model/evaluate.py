@@ -2,6 +2,7 @@
 
     python -m model.evaluate runs/mosi-std/full/seed0 --split test
     python -m model.evaluate --summarise runs/ablation --out results.md
+    python -m model.evaluate runs/mosi-ctx/full/seed0 --report [--report-dir DIR]
 
 A checkpoint knows its benchmark (config.json); `--split` picks train, valid
 or test. `--summarise` reads the metrics.json of every run below a folder and
@@ -81,12 +82,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--summarise", metavar="RUNS", help="folder of runs to summarise over seeds")
     parser.add_argument("--out", help="write the summary here (.md table, or .json)")
+    parser.add_argument("--report", action="store_true",
+                        help="interaction report: PID per pair of modalities, mean |Shapley|, interaction indices")
+    parser.add_argument("--report-dir", default=None, help="where --report writes (default: RUN/report-<split>)")
+    parser.add_argument("--bins", type=int, default=4, help="quantile bins per modality for the PID")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
     for ckpt in args.checkpoints:
         metrics = evaluate_checkpoint(ckpt, args.split, args.data_dir, args.device)
         print(json.dumps({"checkpoint": str(ckpt), "split": args.split, **metrics}))
+        if args.report:
+            from .interaction_report import interaction_report
+
+            out = args.report_dir or Path(ckpt) / f"report-{args.split}"
+            print(json.dumps(interaction_report(ckpt, args.split, out, args.bins, args.data_dir), indent=2))
     if args.summarise:
         rows = summarise(args.summarise, args.split)
         table = markdown_table(rows)

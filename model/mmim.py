@@ -93,6 +93,8 @@ class MMIM(nn.Module):
             {m: TrainingReference(dims[m], config.diagnostic_bank, m in config.nonverbal) for m in config.modalities}
         )
         self.absent = nn.ParameterDict({m: nn.Parameter(torch.zeros(dims[m])) for m in config.modalities})
+        if config.unimodal_heads:
+            self.unimodal = nn.ModuleDict({m: nn.Linear(dims[m], 1) for m in config.modalities})
         # Exact Shapley values and pairwise interactions are linear in the 2^M coalition
         # scores: constant maps, not learned and not saved.
         n = len(config.modalities)
@@ -125,6 +127,8 @@ class MMIM(nn.Module):
         out = {"score": raw.clamp(-SCORE_RANGE, SCORE_RANGE), "raw_score": raw, "fusion": fusion}
         out.update({f"h_{m}": v for m, v in h.items()})
         out.update({f"present_{m}": v for m, v in present.items()})
+        if self.config.unimodal_heads:
+            out.update({f"unimodal_{m}": head(h[m]).squeeze(-1) for m, head in self.unimodal.items()})
         return out
 
     @staticmethod

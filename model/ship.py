@@ -9,10 +9,13 @@ is built from real unimodal recordings, each run through the app's own front end
           and intensity (VOICE_VALENCE);
 - visual: FER2013 faces, each made into a short clip of jittered frames, valence
           from the expression (FACE_VALENCE).
-Tuples pair a text with a voice and a face from the same split and the same
-valence bin (polarity and strength); the target is the text's label. MMIM then
-trains on them as on any featurized dataset, with modality dropout so that a
-missing modality is handled, and is exported and evaluated through ONNX Runtime.
+Tuples pair a text with a voice and a face from the same split. Most share the
+text's valence bin (polarity and strength); in `disagree_share` of them the voice,
+and independently the face, come from a random bin instead, so that the fusion
+sees modalities that disagree. Each modality keeps its own valence, and the target
+is the words-first mix of the modalities the model sees (model/targets.py). MMIM
+trains on them as on any featurized dataset, with unimodal heads and modality
+dropout, and is exported and evaluated through ONNX Runtime.
 
 Every step caches its output under --work-dir, so a rerun after a crash resumes.
 """
@@ -75,11 +78,18 @@ class ShipConfig:
     face_scale: int = 3  # FER's 48 px faces are upscaled and framed: Haar needs context
     # Share of tuples whose text is an SST sentence (the rest are MOSI transcripts).
     sst_share: float = 0.5
+    # Chance that the voice (and, independently, the face) of a tuple comes from a random
+    # valence bin instead of the text's: the disagreeing tuples.
+    disagree_share: float = 0.4
     # MMIM training on the tuples (everything else as in TrainConfig).
     epochs: int = 16
     patience: int = 4
-    modality_dropout: float = 0.5
+    modality_dropout: float = 0.4
+    unimodal_weight: float = 0.5
+    target_rule: str = "words_first"
     num_threads: int = 0
+    # Re-evaluate the folder at --out (metrics.json, MODEL_CARD.md) without retraining.
+    evaluate_only: bool = False
 
 
 # --------------------------------------------------------------------------- corpora
@@ -108,8 +118,9 @@ def voice_corpus(data_root: Path, frontend, cache: Path) -> dict[str, list[dict]
             x, quality = frontend.audio_features(signal, rate)
             valence = VOICE_VALENCE[row["emotion"]] * (STRONG if row["intensity"] == "strong" else 1.0)
             feats.append(x)
-            meta.append({"id": Path(row["file"]).stem, "split": row["split"], "emotion": row["emotion"],
-                         "valence": valence, "voiced_share": quality.get("voiced_share", 0.0)})
+            meta.append({"id": Path(row["file"]).stem, "file": row["file"], "split": row["split"],
+                         "emotion": row["emotion"], "valence": valence, "voice_found": bool(len(x)),
+                         "voiced_share": quality.get("voiced_share", 0.0)})
         save_ragged(cache, feats, meta)
     return by_split(*load_ragged(cache))
 
@@ -191,37 +202,56 @@ def by_split(arrays: list[np.ndarray], meta: list[dict]) -> dict[str, list[dict]
 # --------------------------------------------------------------------------- tuples
 
 
-def match_tuples(texts, voices, faces, n: int, sst_share: float, rng: np.random.Generator) -> list[dict]:
-    """n (text, voice, face) tuples of one split, the three from one valence bin.
+def match_tuples(texts, voices, faces, n: int, sst_share: float, rng: np.random.Generator,
+                 disagree_share: float = 0.0) -> list[dict]:
+    """n (text, voice, face) tuples of one split.
 
-    Texts are drawn first (from SST with probability sst_share), so the label
-    distribution is the texts'; bins with no voice or no face are skipped.
+    Texts are drawn first (from SST with probability sst_share). The voice comes from
+    the text's valence bin, except with probability disagree_share, when its bin is
+    drawn at random among those that have voices; the face likewise, independently.
+    Each tuple keeps every modality's valence and its fused target (words_first over
+    all three); bins with no voice or no face are skipped.
     """
-    voice_bins = {b: [v for v in voices if valence_bin(v["valence"]) == b] for b in range(len(BIN_EDGES) + 1)}
-    face_bins = {b: [f for f in faces if f["face_found"] and valence_bin(f["valence"]) == b] for b in range(len(BIN_EDGES) + 1)}
+    import torch
+
+    from .targets import words_first
+
+    bins = range(len(BIN_EDGES) + 1)
+    voice_bins = {b: [v for v in voices if v.get("voice_found", True) and valence_bin(v["valence"]) == b] for b in bins}
+    face_bins = {b: [f for f in faces if f["face_found"] and valence_bin(f["valence"]) == b] for b in bins}
     by_source = {src: [t for t in texts if t[0] == src] for src in ("mosi", "sst")}
+
+    def draw(pool: dict, b: int):
+        if rng.random() < disagree_share:
+            b = int(rng.choice([k for k in bins if pool[k]]))
+        return pool[b][rng.integers(len(pool[b]))] if pool[b] else None
+
     tuples = []
     while len(tuples) < n:
         source = "sst" if rng.random() < sst_share else "mosi"
         _, text, label = by_source[source][rng.integers(len(by_source[source]))]
         b = valence_bin(label)
-        if not voice_bins[b] or not face_bins[b]:
+        voice, face = draw(voice_bins, b), draw(face_bins, b)
+        if voice is None or face is None:
             continue
-        voice = voice_bins[b][rng.integers(len(voice_bins[b]))]
-        face = face_bins[b][rng.integers(len(face_bins[b]))]
-        tuples.append({"text": text, "source": source, "label": label, "voice": voice, "face": face})
+        valences = torch.tensor([[label, voice["valence"], face["valence"]]])
+        target = float(words_first(valences, torch.ones(1, 3, dtype=torch.bool), ("text", "audio", "visual"))[0])
+        tuples.append({"text": text, "source": source, "label": target, "text_label": label, "voice": voice, "face": face,
+                       "agree": valence_bin(voice["valence"]) == b == valence_bin(face["valence"])})
     return tuples
 
 
 def write_dataset(out: Path, tuples: dict[str, list[dict]], spec: dict) -> None:
     """The tuples in the layout `model.featurize` writes, so training takes the same path."""
-    from .features.dataset import ERROR_COLUMNS, SAMPLE_COLUMNS, feature_path, load_featurized, normalisation, save_clip, write_csv
+    from .features.dataset import (ERROR_COLUMNS, MODALITY_LABEL_COLUMNS, SAMPLE_COLUMNS, feature_path, load_featurized,
+                                   normalisation, save_clip, write_csv)
 
     rows = []
     for split, items in tuples.items():
         for i, t in enumerate(items):
             row = {"video_id": f"{split}{i:05d}", "clip_id": f"{t['voice']['id']}+{t['face']['id']}", "text": t["text"],
-                   "text_source": "given", "label": t["label"], "split": split, "file": ""}
+                   "text_source": "given", "label": t["label"], "split": split, "file": "",
+                   "label_text": t["text_label"], "label_audio": t["voice"]["valence"], "label_visual": t["face"]["valence"]}
             quality = {"voice": t["voice"]["id"], "face": t["face"]["id"], "text_corpus": t["source"]}
             save_clip(feature_path(out, row["video_id"], row["clip_id"]), t["voice"]["features"], t["face"]["features"],
                       t["text"], "given", quality)
@@ -229,7 +259,7 @@ def write_dataset(out: Path, tuples: dict[str, list[dict]], spec: dict) -> None:
     (out / "feature_spec.json").write_text(json.dumps(spec, indent=2) + "\n")
     write_csv(out / "errors.csv", ERROR_COLUMNS, [])
     # samples.csv last: its presence marks a complete dataset.
-    write_csv(out / "samples.csv", SAMPLE_COLUMNS, rows)
+    write_csv(out / "samples.csv", SAMPLE_COLUMNS + MODALITY_LABEL_COLUMNS, rows)
     (out / "normalisation.json").write_text(json.dumps(normalisation(load_featurized(out)["train"])) + "\n")
 
 
@@ -248,9 +278,14 @@ def unimodal_metrics(runtime, samples: list[Sample]) -> dict[str, float]:
     return {"n": len(samples), "mae": m["mae"], "corr": m["corr"], "polarity_acc": polarity_accuracy(pred, target)}
 
 
-def evaluate_shipped(model_dir: Path, texts, voices, faces, test_tuples, rng) -> dict:
-    """Per modality on each corpus's held-out split, on the matched tuples, and the
-    MI diagnostics on agreeing vs disagreeing tuples, all through ONNX Runtime."""
+def evaluate_shipped(model_dir: Path, texts, voices, faces, test_tuples, rng, data_root: Path) -> dict:
+    """Through ONNX Runtime, on held-out data only:
+    - each modality alone, on its corpus's held-out split;
+    - the test tuples, all of them and split into agreeing and disagreeing ones;
+    - face + voice with no text, against the tuple's non-verbal valence;
+    - each modality's mean |Shapley value| on the test tuples, beside its reliability;
+    - held-out RAVDESS clips through the app's whole path (file -> front end -> ONNX);
+    - the MI diagnostics on agreeing vs disagreeing versions of the same tuples."""
     from export.runtime import OnnxModel
     from .features import AUDIO_DIM, VISUAL_DIM
 
@@ -263,25 +298,39 @@ def evaluate_shipped(model_dir: Path, texts, voices, faces, test_tuples, rng) ->
     report = {"unimodal": {
         "text_mosi_test": unimodal_metrics(runtime, [sample(t, y) for src, t, y in texts["test"] if src == "mosi"]),
         "text_sst_test": unimodal_metrics(runtime, [sample(t, y) for src, t, y in texts["test"] if src == "sst"]),
-        "audio_ravdess_test": unimodal_metrics(runtime, [sample(label=v["valence"], audio=v["features"]) for v in voices["test"]]),
+        "audio_ravdess_test": unimodal_metrics(runtime, [sample(label=v["valence"], audio=v["features"])
+                                                         for v in voices["test"] if v["voice_found"]]),
         "visual_fer_test": unimodal_metrics(runtime, [sample(label=f["valence"], visual=f["features"]) for f in faces["test"] if f["face_found"]]),
     }}
-    matched = [sample(t["text"], t["label"], t["voice"]["features"], t["face"]["features"]) for t in test_tuples]
-    report["tuples_test"] = sentiment_metrics(runtime.predict(matched)["score"], [s.label for s in matched])
+    tuples = [sample(t["text"], t["label"], t["voice"]["features"], t["face"]["features"]) for t in test_tuples]
+    agree = np.array([t["agree"] for t in test_tuples])
+    outputs = runtime.predict(tuples)
+    labels = np.array([s.label for s in tuples])
+    report["tuples_test"] = sentiment_metrics(outputs["score"], labels)
+    report["tuples_test_agreeing"] = {"n": int(agree.sum()), **sentiment_metrics(outputs["score"][agree], labels[agree])}
+    report["tuples_test_disagreeing"] = {"n": int((~agree).sum()), **sentiment_metrics(outputs["score"][~agree], labels[~agree])}
+    nonverbal = [sample("", (t["voice"]["valence"] + t["face"]["valence"]) / 2, t["voice"]["features"], t["face"]["features"])
+                 for t in test_tuples]
+    report["face_voice_no_text"] = unimodal_metrics(runtime, nonverbal)
+    report["mean_abs_shapley"] = {m: float(np.abs(outputs[f"shapley_{m}"]).mean()) for m in ("text", "audio", "visual")}
+    report["mean_abs_shapley_disagreeing"] = {m: float(np.abs(outputs[f"shapley_{m}"][~agree]).mean())
+                                              for m in ("text", "audio", "visual")}
+    report["clip_path_ravdess_test"] = clip_path_metrics(model_dir, data_root, voices["test"])
 
-    # Disagreeing tuples: the same text with a voice and a face of the opposite polarity
-    # (strong bins only, so that "opposite" is unambiguous).
+    # Disagreeing versions of agreeing tuples: the same text with a voice and a face of the
+    # opposite polarity (strong bins only, so that "opposite" is unambiguous).
     def opposite(pool, label):
-        want = [p for p in pool if p.get("face_found", True) and np.sign(p["valence"]) == -np.sign(label) and abs(p["valence"]) >= 1.0]
+        want = [p for p in pool if p.get("face_found", True) and p.get("voice_found", True)
+                and np.sign(p["valence"]) == -np.sign(label) and abs(p["valence"]) >= 1.0]
         return want[rng.integers(len(want))]["features"]
 
-    polar = [i for i, t in enumerate(test_tuples) if abs(t["label"]) >= 1.0]
-    agreeing = [matched[i] for i in polar]
+    polar = [t for t in test_tuples if t["agree"] and abs(t["text_label"]) >= 1.0]
+    agreeing = [sample(t["text"], t["text_label"], t["voice"]["features"], t["face"]["features"]) for t in polar]
     clashing = [sample(s.text, s.label, opposite(voices["test"], s.label), opposite(faces["test"], s.label)) for s in agreeing]
     o_agree, o_clash = runtime.predict(agreeing), runtime.predict(clashing)
     diagnostics = {}
     for name in runtime.output_names:
-        if name == "score":
+        if name == "score" or name.endswith("_percentile"):
             continue
         diff = o_agree[name] - o_clash[name]
         diagnostics[name] = {
@@ -291,6 +340,23 @@ def evaluate_shipped(model_dir: Path, texts, voices, faces, test_tuples, rng) ->
         }
     report["mi_agree_vs_disagree"] = {"n_pairs": len(polar), **diagnostics}
     return report
+
+
+def clip_path_metrics(model_dir: Path, data_root: Path, voices: list[dict]) -> dict:
+    """Held-out RAVDESS files through the app's Predictor: the voice alone (no speech
+    recognition), and with the words Whisper hears (the neutral sentences RAVDESS uses)."""
+    from app.config import AppConfig
+    from app.predictor import Predictor
+
+    out = {}
+    for name, asr in (("voice_alone", False), ("voice_with_asr_text", True)):
+        predictor = Predictor(model_dir, AppConfig(asr=asr, threads=1))
+        rows = [(predictor.predict(audio=data_root / "ravdess" / v["file"]), v["valence"]) for v in voices]
+        pred, target = np.array([r["score"] for r, _ in rows]), np.array([y for _, y in rows])
+        m = sentiment_metrics(pred, target)
+        out[name] = {"n": len(rows), "mae": m["mae"], "corr": m["corr"], "polarity_acc": polarity_accuracy(pred, target),
+                     "with_text": int(sum(r["text_source"] == "automatic" for r, _ in rows))}
+    return out
 
 
 # --------------------------------------------------------------------------- the recipe
@@ -308,29 +374,32 @@ def ship(cfg: ShipConfig) -> dict:
     rng = np.random.default_rng(cfg.seed)
 
     texts = text_corpus(data_root)
-    voices = voice_corpus(data_root, frontend, work / "ravdess_features.npz")
+    voices = voice_corpus(data_root, frontend, work / "ravdess_whisper_features.npz")
     faces = face_corpus(cfg, frontend, work / "fer_features.npz")
     detected = {s: float(np.mean([f["face_found"] for f in faces[s]])) for s in SPLITS}
     log.info("faces found by the detector: %s", detected)
 
     counts = {"train": cfg.tuples_train, "valid": cfg.tuples_valid, "test": cfg.tuples_test}
-    tuples = {s: match_tuples(texts[s], voices[s], faces[s], n, cfg.sst_share, rng) for s, n in counts.items()}
+    tuples = {s: match_tuples(texts[s], voices[s], faces[s], n, cfg.sst_share, rng, cfg.disagree_share)
+              for s, n in counts.items()}
     dataset = work / "tuples"
     if not (dataset / "samples.csv").is_file():
         write_dataset(dataset, tuples, frontend.spec())
 
-    run_dir = work / "run"
+    run_dir, out = work / "run", Path(cfg.out)
     train_cfg = TrainConfig(
         benchmark="featurized", data_dir=str(dataset), out_dir=str(run_dir), seed=cfg.seed, epochs=cfg.epochs,
         patience=cfg.patience, modality_dropout=cfg.modality_dropout, num_threads=cfg.num_threads, progress=False,
+        unimodal_weight=cfg.unimodal_weight, target_rule=cfg.target_rule,
     )
-    train_metrics = train(train_cfg)
-
-    out = Path(cfg.out)
-    if out.exists():
-        shutil.rmtree(out)
-    build_model_folder(run_dir, out)
-    report = evaluate_shipped(out, texts, voices, faces, tuples["test"], np.random.default_rng(cfg.seed + 1))
+    if cfg.evaluate_only:
+        train_metrics = json.loads((run_dir / "metrics.json").read_text())
+    else:
+        train_metrics = train(train_cfg)
+        if out.exists():
+            shutil.rmtree(out)
+        build_model_folder(run_dir, out)
+    report = evaluate_shipped(out, texts, voices, faces, tuples["test"], np.random.default_rng(cfg.seed + 1), data_root)
     report.update({
         "recipe": asdict(cfg),
         "training": {k: train_metrics[k] for k in ("best_epoch", "epochs_run", "epoch_seconds", "valid", "train_entropy")},
@@ -338,6 +407,7 @@ def ship(cfg: ShipConfig) -> dict:
         "face_detection_rate": detected,
         "data": {
             "tuples": {s: len(t) for s, t in tuples.items()},
+            "disagreeing_tuples": {s: int(sum(not x["agree"] for x in t)) for s, t in tuples.items()},
             "voices": {s: len(v) for s, v in voices.items()},
             "faces": {s: len(f) for s, f in faces.items()},
         },
@@ -354,27 +424,35 @@ def ship(cfg: ShipConfig) -> dict:
 def model_card(report: dict) -> str:
     """MODEL_CARD.md, written from the measured report so that a rebuild keeps it true."""
     u = report["unimodal"]
-    t = report["tuples_test"]
-    mi = report["mi_agree_vs_disagree"]
     r = report["recipe"]
     row = lambda name, m: f"| {name} | {m['n']} | {m['mae']:.3f} | {m['corr']:.3f} | {100 * m['polarity_acc']:.1f} % |"
+    tuples = lambda name, m: (f"| {name} | {m.get('n', report['data']['tuples']['test'])} | {m['mae']:.3f} | {m['corr']:.3f} | "
+                              f"{100 * m['acc2_non0']:.1f} % |")
+    mi = report["mi_agree_vs_disagree"]
     mi_rows = "\n".join(
         f"| `{k}` | {v['agree_mean']:.3f} | {v['disagree_mean']:.3f} | {v['paired_diff_mean']:+.3f} ± {v['paired_diff_se']:.3f} | {100 * v['agree_higher_share']:.0f} % |"
         for k, v in mi.items() if k != "n_pairs"
     )
+    shap, shap_dis = report["mean_abs_shapley"], report["mean_abs_shapley_disagreeing"]
+    reliability = {"text": u["text_mosi_test"]["corr"], "audio": u["audio_ravdess_test"]["corr"], "visual": u["visual_fer_test"]["corr"]}
+    shap_rows = "\n".join(f"| {m} | {reliability[m]:.3f} | {shap[m]:.3f} | {shap_dis[m]:.3f} |" for m in ("text", "audio", "visual"))
+    clip = report["clip_path_ravdess_test"]
+    clip_row = lambda name, m: f"| {name} | {m['n']} | {m['mae']:.3f} | {m['corr']:.3f} | {100 * m['polarity_acc']:.1f} % |"
     voice = ", ".join(f"{k} {v:+.1f}" for k, v in VOICE_VALENCE.items())
     face = ", ".join(f"{k} {v:+.1f}" for k, v in FACE_VALENCE.items())
-    return f"""# mmim-clip: MMIM for uploaded clips (text + voice + face)
+    d = report["data"]
+    return f"""# mmim-clip v2: MMIM for uploaded clips (text + voice + face)
 
 An MMIM model (MiniLM-L6 text encoder, LSTM audio and visual encoders, fusion MLP,
-Barber-Agakov and CPC mutual-information terms) that regresses sentiment in [-3, 3]
-from a transcript, the voice and the face of a clip. It takes the features of
-`model/features` (the app's front end) and runs in ONNX Runtime.
+Barber-Agakov and CPC mutual-information terms, one auxiliary head per modality) that
+regresses sentiment in [-3, 3] from a transcript, the voice and the face of a clip. It
+takes the features of `model/features` (the app's front end: Whisper base encoder frames
+for the voice, a face detector and expression CNN for the face) and runs in ONNX Runtime.
 
 **It was not trained on aligned multimodal recordings.** No raw, aligned
 text + audio + video sentiment corpus could be obtained. Each modality comes from
-a different real corpus, and the three were paired by sentiment, not recorded
-together. It has never seen a person whose words, voice and face belong together.
+a different real corpus, and the three were paired by the recipe below, not recorded
+together.
 
 ## Data and terms
 
@@ -384,8 +462,8 @@ together. It has never seen a person whose words, voice and face belong together
 | voice | RAVDESS speech, 1,440 clips, 24 actors | actors 1-18 / 19-21 / 22-24 (speaker-independent) | **CC BY-NC-SA 4.0** (Livingstone & Russo 2018): non-commercial, share-alike |
 | face | FER2013 faces | Training / PublicTest / PrivateTest | research challenge data, **terms not verified**: treat as non-commercial |
 
-Acoustic features come from openSMILE (audEERING research licence: non-commercial).
-So this model is for **research and non-commercial use only**.
+The voice features are Whisper base's encoder (MIT). This model is for **research and
+non-commercial use only** (RAVDESS, FER2013).
 
 Valence labels:
 - voice, by RAVDESS emotion (x{STRONG} for strong intensity): {voice};
@@ -394,19 +472,29 @@ Valence labels:
 
 ## Recipe (`python -m model.ship`)
 
-1. Every RAVDESS clip goes through the front end's audio path (eGeMAPSv02 LLDs at 10 Hz).
+1. Every RAVDESS clip goes through the front end's audio path: Silero VAD, Whisper base
+   encoder frames over the kept speech, mean-pooled to 10 Hz (512-d).
 2. {r['faces_train']} / {r['faces_valid']} / {r['faces_test']} FER faces, balanced over
    expressions, become {r['face_frames']}-frame clips (upscaled x{r['face_scale']}, framed,
    jittered) and go through the visual path (Haar face, expression CNN, geometry).
    The detector found a face in {100 * report['face_detection_rate']['train']:.0f} % of the
    training faces; the others are dropped, as the app would see no face.
 3. Tuples: a text (SST with probability {r['sst_share']}, else MOSI) with a voice and a face from
-   the same split and the same valence bin (edges {list(BIN_EDGES)}). The target is the
-   text's label. {report['data']['tuples']['train']} / {report['data']['tuples']['valid']} / {report['data']['tuples']['test']} tuples.
-4. MMIM trains on them like any featurized dataset, with modality dropout
-   {report['train_config']['modality_dropout']} (a missing modality becomes a learned "absent"
-   vector), selected on validation MAE (best epoch {report['training']['best_epoch']} of {report['training']['epochs_run']}).
-5. Exported to ONNX with the parity check of `python -m export` (max |ORT − PyTorch| ≤ 1e-4).
+   the same split. The voice comes from the text's valence bin (edges {list(BIN_EDGES)}),
+   except with probability {r['disagree_share']}, when its bin is drawn at random; the face
+   likewise, independently. So {d['disagreeing_tuples']['train']} of {d['tuples']['train']} training tuples
+   ({100 * d['disagreeing_tuples']['train'] / d['tuples']['train']:.0f} %) have a voice or a face that disagrees with the words.
+   {d['tuples']['train']} / {d['tuples']['valid']} / {d['tuples']['test']} tuples.
+4. **Target rule** (`model/targets.py`, "words first"), applied after modality dropout to
+   the modalities the model sees: with c = min(1, |y_text| / 1.5) and w = 0.5 + 0.5 c,
+   the target is w y_text + (1 − w) mean(y_voice, y_face). Clear words decide; neutral
+   words let the voice and the face move the score; with no text the target is the mean
+   of the voice's and the face's valence, with one modality its own valence.
+5. MMIM trains on them with modality dropout {report['train_config']['modality_dropout']} (a missing
+   modality becomes a learned "absent" vector) and unimodal heads (L1 weight
+   {report['train_config']['unimodal_weight']}, each against its own modality's valence), selected
+   on validation MAE (best epoch {report['training']['best_epoch']} of {report['training']['epochs_run']}).
+6. Exported to ONNX with the parity check of `python -m export`.
 
 ## Metrics (held-out splits, through ONNX Runtime)
 
@@ -416,18 +504,42 @@ Each modality alone (the other two absent):
 |---|---|---|---|---|
 {row("text alone, MOSI standard test fold", u["text_mosi_test"])}
 {row("text alone, SST test", u["text_sst_test"])}
-{row("voice alone, RAVDESS actors 22-24", u["audio_ravdess_test"])}
-{row("face alone, FER2013 PrivateTest (faces found)", u["visual_fer_test"])}
+{row("voice alone, RAVDESS actors 22-24 (valence)", u["audio_ravdess_test"])}
+{row("face alone, FER2013 PrivateTest, faces found (valence)", u["visual_fer_test"])}
+{row("face + voice, no text, test tuples (their mean valence)", report["face_voice_no_text"])}
 
-Matched test tuples (all three modalities): MAE {t['mae']:.3f}, Corr {t['corr']:.3f},
-Acc-2 non0 {100 * t['acc2_non0']:.1f} %, Acc-7 {100 * t['acc7']:.1f} %.
+The app's whole path on held-out RAVDESS files (decode → front end → ONNX), against the
+voice's valence; RAVDESS sentences are neutral ("Kids are talking by the door"):
+
+| evaluation | n | MAE | Corr | polarity accuracy |
+|---|---|---|---|---|
+{clip_row("voice alone (no speech recognition)", clip["voice_alone"])}
+{clip_row("voice + the words Whisper hears", clip["voice_with_asr_text"])}
+
+Test tuples, target by the words-first rule:
+
+| tuples | n | MAE | Corr | Acc-2 non0 |
+|---|---|---|---|---|
+{tuples("all", report["tuples_test"])}
+{tuples("agreeing (one valence bin)", report["tuples_test_agreeing"])}
+{tuples("disagreeing", report["tuples_test_disagreeing"])}
+
+### Does each modality weigh what it is worth?
+
+Mean |Shapley value| of each modality on the test tuples (score units), beside its
+reliability (Corr of that modality alone with its own valence, from the first table):
+
+| modality | reliability (Corr alone) | mean \|Shapley\|, all tuples | disagreeing tuples |
+|---|---|---|---|
+{shap_rows}
 
 ### Do the MI diagnostics mean something?
 
-{mi['n_pairs']} test tuples with a clearly polar text (|label| ≥ 1), scored twice: with the
-matched voice and face (agreeing), and with a voice and a face of the opposite polarity
-(disagreeing). Mean of each diagnostic (nats for BA and CPC, score units for contributions),
-the paired difference ± its standard error, and how often the agreeing version is higher:
+{mi['n_pairs']} agreeing test tuples with a clearly polar text (|label| ≥ 1), scored twice: with the
+matched voice and face, and with a voice and a face of the opposite polarity. Mean of
+each diagnostic (nats for BA and CPC, score units for Shapley values, interactions and
+contributions), the paired difference ± its standard error, and how often the agreeing
+version is higher:
 
 | diagnostic | agreeing | disagreeing | difference | agreeing higher |
 |---|---|---|---|---|
@@ -435,19 +547,15 @@ the paired difference ± its standard error, and how often the agreeing version 
 
 ## Intended use and limitations
 
-- Intended: a demonstration of multimodal sentiment analysis with per-modality MI
-  diagnostics, and a starting point. For a real product, retrain on aligned clips of
-  your own domain (`python -m model.featurize` + `python -m model.train --benchmark featurized`
-  + `python -m export`).
-- Voices are acted emotional speech of two fixed sentences; faces are small grey
-  web photos. Real uploads differ from both.
-- Text dominates: it is the only modality whose label is the target.
-- **The voice branch is weak**: alone, on unseen RAVDESS actors, Corr {u['audio_ravdess_test']['corr']:.2f} and
-  polarity accuracy {100 * u['audio_ravdess_test']['polarity_acc']:.0f} %; its contribution to fused scores is near 0.
-  Do not read the voice's diagnostics as evidence about a speaker.
-- Text alone is weaker than a text-only model (MOSI test MAE {u['text_mosi_test']['mae']:.3f} here vs 0.760 for
-  text-only MMIM on mosi-std): the modality dropout and the mixed SST/MOSI targets cost it.
-- English only. The automatic transcript (pocketsphinx) is weak; give the text when you can.
+- Intended: a demonstration of multimodal sentiment analysis with per-modality diagnostics,
+  and a starting point. For a real product, retrain on aligned clips of your own domain
+  (`python -m model.featurize` + `python -m model.train --benchmark featurized` + `python -m export`).
+- Voices are acted emotional speech of two fixed sentences by 24 North-American actors;
+  faces are small grey web photos. Real uploads differ from both, and the voice branch
+  has never heard spontaneous speech, other accents or other languages.
+- The fusion learned how much to trust each modality from a rule, not from people.
+- Speech in another language is flagged and its words are not scored; the voice and the
+  face still are.
 - Not for decisions about people.
 """
 

@@ -36,6 +36,7 @@ from .data import BENCHMARKS, Batch, Collator, Sample, feature_statistics, load_
 from .metrics import sentiment_metrics
 from .mi import mixture_entropy
 from .mmim import MMIM, QUANTILES
+from .targets import words_first
 
 log = logging.getLogger("mmim.train")
 RESUME_FILE = "resume.json"
@@ -60,7 +61,7 @@ def build_model_config(cfg: TrainConfig, splits: dict[str, list[Sample]]) -> Mod
     # Keep the canonical order so that the fusion input layout does not depend on flag order.
     modalities = ("text",) if cfg.variant == "text" else tuple(m for m in available if m in requested)
     dims = {f"{m}_dim": splits["train"][0].features[m].shape[1] for m in modalities if m != "text"}
-    return replace(cfg.model, modalities=modalities, **dims)
+    return replace(cfg.model, modalities=modalities, unimodal_heads=cfg.model.unimodal_heads or cfg.unimodal_weight > 0, **dims)
 
 
 def make_optimizers(model: MMIM, cfg: TrainConfig) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer | None]:
@@ -112,8 +113,12 @@ def train_step(model: MMIM, batch, cfg: TrainConfig, opt_main, opt_mmilb) -> dic
         opt_mmilb.step()
         logs.update({f"lld_stage1_{m}": v.item() for m, v in lld.items()})
 
-    task = torch.nn.functional.l1_loss(out["raw_score"], batch.labels)
+    task = torch.nn.functional.l1_loss(out["raw_score"], fused_target(batch, out, model.config, cfg))
     loss = task
+    if cfg.unimodal_weight > 0:
+        unimodal = unimodal_loss(batch, out, model.config)
+        loss = loss + cfg.unimodal_weight * sum(unimodal.values())
+        logs.update({f"unimodal_{m}": v.item() for m, v in unimodal.items()})
     if use_mi:
         terms = model.mi_terms(out, batch.labels)
         cpc = sum(v for k, v in terms.items() if k.startswith("cpc_"))
@@ -126,6 +131,25 @@ def train_step(model: MMIM, batch, cfg: TrainConfig, opt_main, opt_mmilb) -> dic
     opt_main.step()
     logs.update(loss=loss.item(), task=task.item())
     return logs
+
+
+def fused_target(batch, out: dict[str, torch.Tensor], config: ModelConfig, cfg: TrainConfig) -> torch.Tensor:
+    """The label, or the words-first mix of the per-modality labels of what the model sees."""
+    if cfg.target_rule == "label" or batch.modality_labels is None:
+        return batch.labels
+    present = torch.stack([out[f"present_{m}"] for m in config.modalities], dim=1)
+    return words_first(batch.modality_labels, present, config.modalities)
+
+
+def unimodal_loss(batch, out: dict[str, torch.Tensor], config: ModelConfig) -> dict[str, torch.Tensor]:
+    """Per modality, the L1 loss of its head on the rows where it is present."""
+    labels = batch.modality_labels if batch.modality_labels is not None else batch.labels.unsqueeze(1).expand(-1, len(config.modalities))
+    losses = {}
+    for j, m in enumerate(config.modalities):
+        rows = out[f"present_{m}"]
+        if rows.any():
+            losses[m] = torch.nn.functional.l1_loss(out[f"unimodal_{m}"][rows], labels[rows, j])
+    return losses
 
 
 @torch.no_grad()

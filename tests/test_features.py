@@ -65,12 +65,13 @@ def test_clip_gives_all_modalities_at_the_configured_rates(fe, media):
 
 
 def test_names_and_spec(fe):
-    assert len(AUDIO_NAMES) == AUDIO_DIM == 26 and len(VISUAL_NAMES) == VISUAL_DIM == 12
+    assert len(AUDIO_NAMES) == AUDIO_DIM == 512 and len(VISUAL_NAMES) == VISUAL_DIM == 12  # Whisper base encoder
     spec = json.loads(json.dumps(fe.spec()))  # must be JSON-serialisable
     assert spec["audio"]["names"] == list(AUDIO_NAMES) and spec["visual"]["names"] == list(VISUAL_NAMES)
     assert spec["audio"]["rate_hz"] == 10.0 and spec["visual"]["fps"] == 5.0
     assert len(spec["visual"]["expression_model"]["sha256"]) == 64
-    assert {"av", "opensmile", "opencv-python-headless"} <= set(spec["packages"])
+    assert {"av", "ctranslate2", "faster-whisper", "opencv-python-headless"} <= set(spec["packages"])
+    assert spec["audio"]["whisper_model"] == "base" and len(spec["audio"]["whisper_model_bin_sha256"]) == 64
     assert "asr" not in spec["text"]  # the recogniser does not shape the features the model was trained on
 
 
@@ -129,15 +130,27 @@ def test_real_ravdess_audio_features(fe):
     for r in rows:
         x, sr = sf.read(DATA / "ravdess" / r["file"], dtype="float32")
         feats, q = fe.audio_features(x, sr)
-        assert abs(len(feats) - float(r["duration_s"]) * 10) <= 1  # 10 Hz
-        assert 0.2 < q["voiced_share"] < 0.9  # speech with leading/trailing silence
-        voiced_col = AUDIO_NAMES.index("voiced_fraction")
-        assert set(np.unique(feats[:, voiced_col] > 0)) == {False, True}
-    # 48 kHz input gives the same features as the 16 kHz original, within resampling error
+        # 10 Hz over the speech the VAD keeps: the leading and trailing silence is left out.
+        assert 10 <= len(feats) < float(r["duration_s"]) * 10
+        assert 0.3 < q["voiced_share"] < 1.0 and q["voiced_share"] == pytest.approx(len(feats) / 10 / float(r["duration_s"]), abs=0.05)
+        assert feats.shape[1] == AUDIO_DIM and np.isfinite(feats).all() and feats.std() > 0.05
+    # 48 kHz input gives nearly the same features as the 16 kHz original (resampling error only)
     from scipy.signal import resample_poly
 
     up = resample_poly(x, 3, 1).astype(np.float32)
-    np.testing.assert_allclose(fe.audio_features(up, 48000)[0][:, 0], feats[:, 0], atol=0.1)
+    again = fe.audio_features(up, 48000)[0]
+    assert again.shape == feats.shape
+    corr = np.corrcoef(again.ravel(), feats.ravel())[0, 1]
+    assert corr > 0.95
+
+
+def test_the_words_and_the_voice_come_from_one_encoder_pass(fe_asr, media, monkeypatch):
+    calls = []
+    encode = fe_asr.voice.whisper.encode
+    monkeypatch.setattr(fe_asr.voice.whisper, "encode", lambda x: calls.append(x.shape) or encode(x))
+    f = fe_asr.extract(audio=media["speech"])
+    assert f.text_source == "automatic" and len(f.audio) > 0
+    assert len(calls) == 1, calls  # one window, encoded once for the voice, the language and the words
 
 
 def _fer_test_faces(label: int, n: int) -> np.ndarray:
@@ -262,7 +275,7 @@ def test_video_file_in_audio_slot_has_no_audio(fe, media):
 def test_no_face_in_any_frame(fe, tmp_path):
     f = fe.extract(video=make_clip(tmp_path / "rocket.mp4", face=False, seconds=1))
     assert _quality_absent(f, "visual") == "no face"
-    assert f.quality["face_share"] == 0.0 and len(f.audio) == 10
+    assert f.quality["face_share"] == 0.0 and 10 <= len(f.audio) <= 11  # AAC may add a few ms
 
 
 def test_several_faces_takes_the_largest(fe, tmp_path):
@@ -294,7 +307,8 @@ def test_one_frame_video(fe, tmp_path):
 
 def test_silence(fe_asr, tmp_path):
     f = fe_asr.extract(video=make_clip(tmp_path / "quiet.mp4", text=None, seconds=2))
-    assert f.quality["voiced_share"] < 0.02 and len(f.audio) == 20
+    assert f.quality["voiced_share"] == 0 and len(f.audio) == 0  # no speech, no voice
+    assert "voice activity detection found none" in f.quality["audio_absent_reason"]
     assert f.text_source == "absent" and f.text == ""  # no hallucinated words
     assert "voice activity detection found none" in f.quality["text_absent_reason"]
     assert len(f.visual) == 10
@@ -344,3 +358,18 @@ def test_long_text_is_truncated(fe):
     assert len(f.text) == 2000 and f.text_source == "given"
     assert f.quality["text_truncated"] is True and f.quality["text_chars_original"] == 10_000
     assert len(f.audio) == 0 and len(f.visual) == 0
+
+
+def test_yuface_finds_a_tilted_face_that_haar_misses():
+    import cv2
+
+    from model.features.visual import DetectorConfig, FaceDetector
+    from tests.media import _face_image
+
+    canvas = np.full((480, 640), 110, np.uint8)
+    face = cv2.cvtColor(cv2.resize(_face_image(tight=True), (240, 240)), cv2.COLOR_RGB2GRAY)
+    turn = cv2.getRotationMatrix2D((120, 120), 30, 1.0)
+    canvas[120:360, 200:440] = cv2.warpAffine(face, turn, (240, 240), borderMode=cv2.BORDER_REPLICATE)
+    found = FaceDetector(DetectorConfig()).detect(canvas)
+    assert len(found) == 1 and 200 <= found[0].x + found[0].w / 2 <= 440
+    assert FaceDetector(DetectorConfig.haar()).detect(canvas) == []  # the frontal cascade does not see it

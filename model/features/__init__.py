@@ -7,7 +7,7 @@ and onnxruntime too.
 from importlib import import_module
 
 _WHERE = {
-    "AUDIO_DIM": "audio", "AUDIO_NAMES": "audio", "VISUAL_DIM": "visual", "VISUAL_NAMES": "visual",
+    "AUDIO_DIM": "voice", "AUDIO_NAMES": "voice", "VISUAL_DIM": "visual", "VISUAL_NAMES": "visual",
     "ClipFeatures": "config", "FrontEndConfig": "config", "FeatureError": "errors", "FrontEnd": "frontend",
 }
 __all__ = sorted(_WHERE)

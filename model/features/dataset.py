@@ -2,6 +2,7 @@
 
 DATASET/feature_spec.json   FrontEnd.spec()
 DATASET/samples.csv         video_id, clip_id, text, text_source, label, split, file
+                            [, label_text, label_audio, label_visual: optional per-modality valence]
 DATASET/features/<video_id>__<clip_id>.npz   audio, visual (+ text, text_source, quality JSON)
 DATASET/normalisation.json  per-modality mean/std over the train split
 DATASET/errors.csv          video_id, clip_id, file, reason
@@ -19,6 +20,7 @@ import numpy as np
 from model.data import Sample
 
 SAMPLE_COLUMNS = ("video_id", "clip_id", "text", "text_source", "label", "split", "file")
+MODALITY_LABEL_COLUMNS = ("label_text", "label_audio", "label_visual")
 ERROR_COLUMNS = ("video_id", "clip_id", "file", "reason")
 SPLITS = ("train", "valid", "test")
 
@@ -76,9 +78,11 @@ def load_featurized(dataset: str | Path) -> dict[str, list[Sample]]:
     with open(dataset / "samples.csv", newline="", encoding="utf-8") as f:
         for row in csv.DictReader(f):
             clip = load_clip(feature_path(dataset, row["video_id"], row["clip_id"]))
+            targets = {c.removeprefix("label_"): float(row[c]) for c in MODALITY_LABEL_COLUMNS if row.get(c)}
             splits[row["split"]].append(Sample(
                 id=sample_id(row["video_id"], row["clip_id"]), text=row["text"], label=float(row["label"]),
-                features={"audio": clip["audio"].astype(np.float32), "visual": clip["visual"].astype(np.float32)}))
+                features={"audio": clip["audio"].astype(np.float32), "visual": clip["visual"].astype(np.float32)},
+                targets=targets))
     return splits
 
 

@@ -11,25 +11,28 @@ from pathlib import Path
 
 import numpy as np
 
-from model.features.audio import AUDIO_DIM, AUDIO_NAMES, AudioFeaturizer
 from model.features.config import ClipFeatures, FrontEndConfig
 from model.features.decode import SAMPLE_RATE, decode
+from model.features.whisper_models import BASE_MODEL_BIN_SHA256
 from model.features.errors import FeatureError
 from model.features.fer import EXPRESSIONS
-from model.features.text import AsrConfig, Transcriber, Transcript, prepare_text
+from model.features import voice
+from model.features.text import AsrConfig, SpeechAnalysis, Transcriber, Transcript, prepare_text
+from model.features.voice import AUDIO_DIM, AUDIO_NAMES, VOICE_MODEL
 from model.features.visual import (CASCADE, VISUAL_DIM, VISUAL_NAMES, DetectorConfig, ExpressionModel,
                                    FaceDetector)
 
 log = logging.getLogger(__name__)
 SPEC_VERSION = 1
-_PACKAGES = ("av", "opensmile", "opencv-python-headless", "onnxruntime", "onnxruntime-gpu", "numpy")
+_PACKAGES = ("av", "ctranslate2", "faster-whisper", "opencv-python-headless", "yuface", "onnxruntime", "onnxruntime-gpu",
+             "numpy")
 # One Whisper model per process and name, however many FrontEnds are made: it is the
 # largest thing the front end loads (about 150 MB for base) and is thread-safe.
 _TRANSCRIBERS: dict[str, Transcriber] = {}
 _TRANSCRIBERS_LOCK = threading.Lock()
-# Speech recognition runs beside face detection; both release the GIL, so on two
-# cores the clip costs about max(ASR, faces) instead of their sum.
-_ASR_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="asr")
+# The speech pass (voice encoding and recognition) runs beside face detection; both
+# release the GIL, so on two cores a clip costs about max(speech, faces), not their sum.
+_SPEECH_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="speech")
 
 
 def transcriber(model: str) -> Transcriber:
@@ -49,6 +52,11 @@ def _versions() -> dict[str, str]:
     return out
 
 
+def _mono_16k(signal: np.ndarray, sample_rate: int) -> np.ndarray:
+    signal = np.asarray(signal, np.float32)
+    return _resample(signal.mean(axis=1) if signal.ndim == 2 else signal, sample_rate)
+
+
 def _resample(signal: np.ndarray, sample_rate: int) -> np.ndarray:
     if sample_rate == SAMPLE_RATE:
         return signal
@@ -61,22 +69,26 @@ def _resample(signal: np.ndarray, sample_rate: int) -> np.ndarray:
 
 
 class FrontEnd:
-    """Loads the expression ONNX, Haar cascade, openSMILE and (lazily) Whisper once.
+    """Loads the expression ONNX, Haar cascade and (lazily) Whisper once.
 
-    Thread-safe: openSMILE is behind a lock, the cascade is per thread, and
-    onnxruntime sessions and CTranslate2 models are safe to share.
+    Thread-safe: the cascade is per thread, and onnxruntime sessions and
+    CTranslate2 models are safe to share.
     """
 
     def __init__(self, config: FrontEndConfig | None = None, expression_model: str | Path | None = None,
                  detector: DetectorConfig | None = None):
         self.config = config or FrontEndConfig()
-        self.audio_featurizer = AudioFeaturizer(self.config.audio_rate_hz)
         self.detector = FaceDetector(detector)
         self.expression = ExpressionModel(expression_model) if expression_model else ExpressionModel()
 
     @property
     def transcriber(self) -> Transcriber:
         return transcriber(self.config.asr_model)
+
+    @property
+    def voice(self) -> Transcriber:
+        """The Whisper model whose encoder makes the audio stream (the recogniser too, when the same)."""
+        return transcriber(VOICE_MODEL)
 
     def spec(self) -> dict:
         """What the features are: everything that changes them, and nothing else.
@@ -90,10 +102,14 @@ class FrontEnd:
         return {
             "version": SPEC_VERSION,
             "audio": {"dim": AUDIO_DIM, "names": list(AUDIO_NAMES), "rate_hz": c.audio_rate_hz,
-                      "extractor": "openSMILE eGeMAPSv02 LLDs (100 Hz) mean-pooled; voiced_fraction = share of "
-                                   "LLD frames with F0 > 0", "sample_rate": SAMPLE_RATE},
+                      "extractor": f"Whisper {VOICE_MODEL} encoder frames (50 Hz) over the speech Silero VAD keeps, "
+                                   "mean-pooled; windows padded to max(10 s, 2x their audio)",
+                      "whisper_model": VOICE_MODEL, "whisper_model_bin_sha256": BASE_MODEL_BIN_SHA256,
+                      "compute_type": AsrConfig().compute_type, "sample_rate": SAMPLE_RATE},
             "visual": {"dim": VISUAL_DIM, "names": list(VISUAL_NAMES), "fps": c.video_fps, "max_side": c.max_side,
-                       "face_detector": CASCADE, "detector": dataclasses.asdict(self.detector.cfg),
+                       "face_detector": (CASCADE if self.detector.cfg.backend == "haar"
+                                         else f"yuface {_versions().get('yuface', '?')} (libfacedetection CNN)"),
+                       "detector": dataclasses.asdict(self.detector.cfg),
                        "expression_classes": list(EXPRESSIONS),
                        "expression_model": {"file": self.expression.path.name, "sha256": self.expression.sha256}},
             "text": {"max_chars": c.max_text_chars},
@@ -103,10 +119,24 @@ class FrontEnd:
     # ---- lower-level pieces (public: model/ship.py uses them on RAVDESS audio and FER faces) ----
 
     def audio_features(self, signal: np.ndarray, sample_rate: int = SAMPLE_RATE) -> tuple[np.ndarray, dict]:
-        signal = np.asarray(signal, np.float32)
-        if signal.ndim == 2:
-            signal = signal.mean(axis=1)
-        return self.audio_featurizer(_resample(signal, sample_rate), SAMPLE_RATE)
+        """(T_a, AUDIO_DIM) at audio_rate_hz and quality; T_a = 0 when there is no speech."""
+        feats, quality, _ = self._speech(_mono_16k(signal, sample_rate), transcribe=False)
+        return feats, quality
+
+    def _speech(self, signal: np.ndarray, transcribe: bool) -> tuple[np.ndarray, dict, SpeechAnalysis]:
+        """One Whisper pass for the voice stream, plus the words when asked for; a second
+        pass only when the recogniser is another model than the voice's."""
+        same = self.config.asr_model == VOICE_MODEL
+        analysis = self.voice.analyse(signal, transcribe=transcribe and same)
+        if transcribe and not same:
+            other = self.transcriber.analyse(signal, transcribe=True)
+            analysis.transcript, analysis.seconds = other.transcript, analysis.seconds + other.seconds
+        quality = {"audio_seconds": round(analysis.audio_seconds, 3),
+                   # Share of the audio the VAD kept as speech (padded by 0.4 s each side).
+                   "voiced_share": round(min(1.0, analysis.speech_seconds / max(analysis.audio_seconds, 1e-9)), 4)}
+        if analysis.reason:
+            quality["audio_absent_reason"] = analysis.reason
+        return voice.pool(analysis.frames, self.config.audio_rate_hz), quality, analysis
 
     def visual_features(self, frames: list[np.ndarray], independent: bool = False) -> tuple[np.ndarray, dict]:
         """frames: HxWx3 uint8 RGB (or HxW grey) of one clip, in order. independent=True for
@@ -174,16 +204,10 @@ class FrontEnd:
             quality["duration_s"] = round(max(durations), 3)
         timings["decode"] = time.perf_counter() - t0
 
-        # Only when no text is given; the VAD inside decides whether there is speech.
-        asr = self._start_asr(signal) if not clean_text and c.asr and signal is not None else None
-
-        t0 = time.perf_counter()
-        if signal is not None:
-            audio_feats, q = self.audio_features(signal, SAMPLE_RATE)
-            quality.update(q)
-        else:
-            audio_feats = np.zeros((0, AUDIO_DIM), np.float32)
-        timings["audio"] = time.perf_counter() - t0
+        # The speech pass runs in a pool thread while this one does the faces. Words are
+        # decoded only when no text is given; the VAD decides whether there is speech.
+        asr = not clean_text and c.asr
+        speech = _SPEECH_POOL.submit(self._speech, signal, asr) if signal is not None else None
 
         if frames is not None:
             visual_feats, q, t = self._visual(frames)
@@ -194,9 +218,14 @@ class FrontEnd:
             quality.setdefault("visual_absent_reason", "no video given")
 
         source, transcript = ("given" if clean_text else "absent"), None
-        if asr is not None:
-            transcript = asr.result()
-            timings["text"] = transcript.seconds
+        audio_feats = np.zeros((0, AUDIO_DIM), np.float32)
+        if speech is not None:
+            audio_feats, q, analysis = speech.result()
+            quality.update(q)
+            timings["audio"] = analysis.encode_seconds
+            transcript = analysis.transcript
+        if transcript is not None:
+            timings["text"] = analysis.seconds - analysis.encode_seconds
             clean_text, source = self._use_transcript(transcript, quality)
         elif not clean_text:
             quality["text_absent_reason"] = ("no text given and speech recognition is off"
@@ -213,10 +242,6 @@ class FrontEnd:
                                "speech, or some text")
         return ClipFeatures(text=clean_text, text_source=source, audio=audio_feats, visual=visual_feats,
                             quality=quality, timings=timings, transcript=transcript)
-
-    def _start_asr(self, signal: np.ndarray):
-        model = self.transcriber  # loaded here, so a broken model fails this call and not a pool thread
-        return _ASR_POOL.submit(model.transcribe, signal)
 
     def _use_transcript(self, transcript: Transcript, quality: dict) -> tuple[str, str]:
         """(text for the model, its source); the reasons and the language go into quality."""

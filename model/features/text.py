@@ -95,6 +95,19 @@ class Transcript:
         return asdict(self)
 
 
+@dataclass
+class SpeechAnalysis:
+    """One pass of Whisper over a clip: the encoder frames (the voice stream) and, when
+    asked for, the words decoded from the same encoder output."""
+    frames: np.ndarray                # (T, d) float32 encoder outputs, 50 per second of kept speech
+    speech_seconds: float             # speech the VAD kept (all of the audio without VAD)
+    audio_seconds: float
+    reason: str | None = None         # why there are no frames (no speech, too short)
+    transcript: Transcript | None = None
+    seconds: float = 0.0              # the whole pass
+    encode_seconds: float = 0.0       # VAD and encoder only (the rest is decoding)
+
+
 class Transcriber:
     """Speech to text with word timestamps, on a Whisper model from a wheel (never downloaded).
 
@@ -113,6 +126,9 @@ class Transcriber:
         self.whisper = _short_window_whisper()(str(self.model_dir), device="cpu", compute_type=self.config.compute_type,
                                                cpu_threads=self.config.threads, local_files_only=True)
         self.whisper.min_window_frames = round(self.config.min_window_s * self.whisper.frames_per_second)
+        # Width of the encoder frames (512 for base, 384 for tiny): one encoding of silence.
+        mels = self.whisper.feature_extractor.mel_filters.shape[0]
+        self.dim = int(self.whisper.encode(np.zeros((mels, 1000), np.float32)).shape[-1])
 
     @property
     def multilingual(self) -> bool:
@@ -124,29 +140,59 @@ class Transcriber:
                 f"{c.compute_type}, beam {c.beam_size}, VAD {'on' if c.vad else 'off'}")
 
     def transcribe(self, signal_16k: np.ndarray) -> Transcript:
-        t0 = time.perf_counter()
-        result = self._transcribe(np.ascontiguousarray(signal_16k, dtype=np.float32))
-        result.model, result.seconds = self.config.model, time.perf_counter() - t0
-        return result
+        return self.analyse(signal_16k, transcribe=True).transcript
 
     def __call__(self, signal_16k: np.ndarray) -> str:
         return self.transcribe(signal_16k).text
 
-    def _transcribe(self, signal: np.ndarray) -> Transcript:
+    def analyse(self, signal_16k: np.ndarray, transcribe: bool = True) -> SpeechAnalysis:
+        """Encode the clip's speech once; decode words from that encoding if `transcribe`.
+
+        Every 30 s window of kept speech is encoded for the frames; the decoder reuses the
+        first window's encoding (faster-whisper re-encodes later windows at its own seek
+        points, so audio beyond 30 s of speech is encoded twice).
+        """
         from faster_whisper.audio import pad_or_trim
-        from faster_whisper.tokenizer import Tokenizer
-        from faster_whisper.transcribe import restore_speech_timestamps
         from faster_whisper.vad import VadOptions, collect_chunks, get_speech_timestamps
 
+        t0 = time.perf_counter()
         c, fw = self.config, self.whisper
+        signal = np.ascontiguousarray(signal_16k, dtype=np.float32)
+        audio_seconds = len(signal) / SAMPLE_RATE
+        chunks, reason = None, None
         if len(signal) < SAMPLE_RATE // 10:
-            return Transcript("", [], None, None, reason="the audio is shorter than 0.1 s")
-        chunks = get_speech_timestamps(signal, VadOptions()) if c.vad else None
-        if c.vad and not chunks:
-            return Transcript("", [], None, None, reason="no speech: voice activity detection found none")
-        speech = np.concatenate(collect_chunks(signal, chunks)[0]) if chunks else signal
-        features = fw.feature_extractor(speech)
-        encoder_output = fw.encode(pad_or_trim(features[:, : fw.feature_extractor.nb_max_frames]))
+            reason = "the audio is shorter than 0.1 s"
+        elif c.vad:
+            chunks = get_speech_timestamps(signal, VadOptions())
+            reason = None if chunks else "no speech: voice activity detection found none"
+        if reason:
+            result = SpeechAnalysis(np.zeros((0, self.dim), np.float32), 0.0, audio_seconds, reason=reason)
+            if transcribe:
+                result.transcript = Transcript("", [], None, None, reason=reason, model=c.model)
+        else:
+            speech = np.concatenate(collect_chunks(signal, chunks)[0]) if chunks else signal
+            features = fw.feature_extractor(speech)
+            window = fw.feature_extractor.nb_max_frames
+            content = features.shape[-1] - 1  # the extractor adds one frame past the end
+            encoded, frames = [], []
+            for start in range(0, max(content, 1), window):
+                encoded.append(fw.encode(pad_or_trim(features[:, start : start + window])))
+                real = min(window, content - start)
+                frames.append(np.array(encoded[-1])[0, : max(1, -(-real // 2))])  # 2 mel frames per encoder frame
+            result = SpeechAnalysis(np.concatenate(frames).astype(np.float32), len(speech) / SAMPLE_RATE, audio_seconds)
+            result.encode_seconds = time.perf_counter() - t0
+            if transcribe:
+                result.transcript = self._decode(features, encoded[0], chunks)
+        result.seconds = time.perf_counter() - t0
+        if result.transcript is not None:
+            result.transcript.model, result.transcript.seconds = c.model, result.seconds
+        return result
+
+    def _decode(self, features: np.ndarray, encoder_output, chunks) -> Transcript:
+        from faster_whisper.tokenizer import Tokenizer
+        from faster_whisper.transcribe import restore_speech_timestamps
+
+        c, fw = self.config, self.whisper
         if self.multilingual:
             token, probability = fw.model.detect_language(encoder_output)[0][0]
             language, probability = token[2:-2], float(probability)
