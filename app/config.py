@@ -15,6 +15,8 @@ class AppConfig:
     port: int = 7860
     max_upload_mb: float = 50.0  # per uploaded file (Gradio rejects larger ones before they reach us)
     max_duration_s: float = 60.0  # longer clips are refused by the front end
+    max_timeline_s: float = 600.0  # the timeline (whole videos) takes recordings up to this long
+    max_timeline_upload_mb: float = 500.0  # per file in the timeline (a 10-minute 720p video is 100-300 MB)
     concurrency: int = 2  # requests processed at once; the rest wait in the queue
     queue_size: int = 64  # requests allowed to wait; beyond that new ones are refused
     max_batch_files: int = 50  # clips per batch request (files or zip members)
@@ -27,3 +29,7 @@ class AppConfig:
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 2**20)
+
+    @property
+    def max_timeline_upload_bytes(self) -> int:
+        return int(self.max_timeline_upload_mb * 2**20)

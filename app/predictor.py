@@ -12,6 +12,8 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
+
 from export.runtime import OnnxModel
 from model.features import FeatureError
 
@@ -70,20 +72,71 @@ class Predictor:
     def predict_features(self, features, started: float | None = None) -> dict:
         """Score features already extracted (model.features.ClipFeatures)."""
         started = time.perf_counter() if started is None else started
-        present = {
-            "text": bool(features.text.strip()),
-            "audio": len(features.audio) > 0,
-            "visual": len(features.visual) > 0,
+        self._check_usable(features)
+        t0 = time.perf_counter()
+        out = self._run([features])[0]
+        return self._result(features, out, time.perf_counter() - t0, started)
+
+    def timeline(self, video: str | Path | None = None, audio: str | Path | None = None, progress=None) -> dict:
+        """A whole recording (up to config.max_timeline_s) as a sentiment timeline: one result
+        per utterance-like segment, batched through ONNX Runtime, plus a duration-weighted
+        overall score and the strongest positive and negative segments."""
+        from model.features.long_clip import extract_long
+
+        started = time.perf_counter()
+        long = extract_long(self.frontend, video=video, audio=audio, max_duration_s=self.config.max_timeline_s,
+                            max_bytes=self.config.max_timeline_upload_bytes, progress=progress)
+        usable = [i for i, f in enumerate(long.clips) if self._present(f, any_of=True)]
+        if not usable:
+            raise FeatureError("nothing this model can use was found in any part of the recording "
+                               "(no speech, no visible face); give a recording with speech or a face")
+        t0 = time.perf_counter()
+        outs = dict(zip(usable, self._run([long.clips[i] for i in usable])))
+        model_s = time.perf_counter() - t0
+        rows = []
+        for i, (seg, features) in enumerate(zip(long.segments, long.clips)):
+            row = {"start": round(seg.start, 3), "end": round(seg.end, 3), "source": seg.source, "text": features.text,
+                   "words": [{"word": w.word, "start": w.start, "end": w.end} for w in seg.words]}
+            if i in outs:
+                row.update(self._result(features, outs[i], model_s / len(usable), started))
+                row.pop("asr"), row.pop("timings")
+            else:
+                row.update(score=None, label="no data", flags=["no speech and no face in this segment"])
+            rows.append(row)
+        scored = [r for r in rows if r["score"] is not None]
+        weights = np.array([r["end"] - r["start"] for r in scored])
+        scores = np.array([r["score"] for r in scored])
+        overall = float((weights * scores).sum() / max(weights.sum(), 1e-9))
+        top, bottom = int(np.argmax(scores)), int(np.argmin(scores))
+        return {
+            "duration_s": round(long.duration_s, 3),
+            "score": round(overall, 6), "label": interpret.label(overall),
+            "strongest_positive": rows.index(scored[top]) if scores[top] > 0 else None,
+            "strongest_negative": rows.index(scored[bottom]) if scores[bottom] < 0 else None,
+            "segments": rows,
+            "quality": _jsonable(long.quality),
+            "transcript": long.transcript.text if long.transcript is not None else "",
+            "timings": {**{k: round(v, 3) for k, v in long.timings.items()}, "model": round(model_s, 4),
+                        "total": round(time.perf_counter() - started, 3)},
         }
-        if not any(present[m] for m in self.modalities):
+
+    def _present(self, features, any_of: bool = False):
+        present = {"text": bool(features.text.strip()), "audio": len(features.audio) > 0, "visual": len(features.visual) > 0}
+        return any(present[m] for m in self.modalities) if any_of else present
+
+    def _check_usable(self, features) -> None:
+        if not self._present(features, any_of=True):
             reasons = "; ".join(f"{m}: {features.quality.get(f'{m}_absent_reason', 'absent')}" for m in self.modalities)
             raise FeatureError(f"nothing this model can use was found in the input ({reasons}); give text, speech or a visible face")
-        t0 = time.perf_counter()
-        with self._collate_lock:
-            feed = self.model.collate([features.to_sample("clip")])
-        out = {name: value[0] for name, value in self.model.run(feed).items()}
-        model_s = time.perf_counter() - t0
 
+    def _run(self, clips: list) -> list[dict]:
+        """One batched ONNX run; a dict of outputs per clip."""
+        samples = [f.to_sample(f"clip{i}") for i, f in enumerate(clips)]
+        outs = self.model.predict(samples, batch_size=64, collate_lock=self._collate_lock)
+        return [{name: value[i] for name, value in outs.items()} for i in range(len(clips))]
+
+    def _result(self, features, out: dict, model_s: float, started: float) -> dict:
+        present = self._present(features)
         score = float(out["score"])
         diagnostics = {m: self._diagnostics(m, out, present) for m in self.modalities}
         interactions = {

@@ -128,7 +128,15 @@ class OnnxModel:
         self.session.run_with_iobinding(binding)
         return dict(zip(self.output_names, binding.copy_outputs_to_cpu()))
 
-    def predict(self, samples, batch_size: int = 64) -> dict[str, np.ndarray]:
-        """Every output for `samples`, in order, run `batch_size` at a time."""
-        outs = [self.run(self.collate(samples[i : i + batch_size])) for i in range(0, len(samples), batch_size)]
+    def predict(self, samples, batch_size: int = 64, collate_lock=None) -> dict[str, np.ndarray]:
+        """Every output for `samples`, in order, run `batch_size` at a time. collate_lock, when
+        given, is held while tokenising (fast tokenizers are not thread-safe)."""
+        from contextlib import nullcontext
+
+        lock = collate_lock or nullcontext()
+        outs = []
+        for i in range(0, len(samples), batch_size):
+            with lock:
+                feed = self.collate(samples[i : i + batch_size])
+            outs.append(self.run(feed))
         return {name: np.concatenate([o[name] for o in outs]) for name in self.output_names}

@@ -92,19 +92,24 @@ def no_face_frame(size: tuple[int, int] = (640, 480)) -> np.ndarray:
     return cv2.resize(skimage.data.rocket(), size, interpolation=cv2.INTER_AREA)
 
 
-def write_media(path: str | Path, *, frames: list[np.ndarray] | None = None, fps: float = 25.0,
+def write_media(path: str | Path, *, frames=None, fps: float = 25.0,
                 audio: np.ndarray | None = None, sample_rate: int = 16000) -> Path:
-    """Mux RGB frames and/or float audio ((n,) mono or (n, channels)) into a file; codecs follow the extension."""
+    """Mux RGB frames (a list or any iterable, consumed once) and/or float audio ((n,) mono or
+    (n, channels)) into a file; codecs follow the extension."""
+    import itertools
+
     import av
 
     path = Path(path)
     ext = path.suffix.lower()
+    frames = iter(frames) if frames is not None else iter(())
+    first = next(frames, None)
     with av.open(str(path), "w") as out:
         vs = as_ = None
-        if frames:
+        if first is not None:
             fps_q = Fraction(fps).limit_denominator(1000)
             vs = out.add_stream(VIDEO_CODECS[ext], rate=fps_q)
-            vs.height, vs.width = frames[0].shape[:2]
+            vs.height, vs.width = first.shape[:2]
             vs.pix_fmt = "yuv420p"
             if ext == ".webm":  # libvpx's default (best quality) is far too slow for tests
                 vs.options = {"deadline": "realtime", "cpu-used": "8"}
@@ -115,7 +120,7 @@ def write_media(path: str | Path, *, frames: list[np.ndarray] | None = None, fps
             rate = min(OPUS_RATES, key=lambda r: abs(r - sample_rate)) if "opus" in codec else sample_rate
             as_ = out.add_stream(codec, rate=rate, layout="mono" if channels == 1 else "stereo")
         if vs is not None:
-            for i, rgb in enumerate(frames):
+            for i, rgb in enumerate(itertools.chain([first], frames)):
                 frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
                 frame.pts = i
                 frame.time_base = 1 / fps_q
@@ -143,6 +148,30 @@ def make_audio(path: str | Path, text: str | None = SPEECH, sample_rate: int = 1
     if channels > 1:
         x = np.repeat(x[:, None], channels, axis=1)
     return write_media(path, audio=x, sample_rate=sample_rate)
+
+
+def spoken_sentences(sentences: list[str], pause_s: float = 2.0, lead_s: float = 1.0,
+                     sample_rate: int = 16000) -> tuple[np.ndarray, list[tuple[float, float]]]:
+    """espeak-ng sentences separated by silence, and where each is really voiced (espeak's own
+    leading and trailing silence trimmed), in seconds."""
+    parts, truth, t = [np.zeros(int(lead_s * sample_rate), np.float32)], [], lead_s
+    for sentence in sentences:
+        x = speech(sentence, sample_rate)
+        voiced = np.flatnonzero(np.abs(x) > 0.02)
+        x = x[voiced[0] : voiced[-1] + 1]
+        truth.append((t, t + len(x) / sample_rate))
+        parts += [x, np.zeros(int(pause_s * sample_rate), np.float32)]
+        t += len(x) / sample_rate + pause_s
+    return np.concatenate(parts), truth
+
+
+def make_long_clip(path: str | Path, audio: np.ndarray, fps: float = 10.0, size: tuple[int, int] = (640, 480),
+                   face: bool = True, sample_rate: int = 16000) -> Path:
+    """A video as long as `audio`, written frame by frame (nothing long is held in memory)."""
+    still = (face_frame if face else no_face_frame)(size)
+    n = int(len(audio) / sample_rate * fps)
+    frames = (np.roll(still, (i % 5) - 2, axis=1) for i in range(n))
+    return write_media(path, frames=frames, fps=fps, audio=audio, sample_rate=sample_rate)
 
 
 def make_clip(path: str | Path, text: str | None = SPEECH, seconds: float = 3.0, face: bool | str = True,

@@ -119,3 +119,48 @@ def test_small_load_has_no_failures(server, media):
     report = run_load(server["url"], clients=4, requests=2, clip=media["clip"], text=TEXT, timeout_s=60)
     assert report["failures"] == 0 and report["ok"] == 8, report
     assert report["p95_s"] < 60
+
+
+@pytest.fixture(scope="module")
+def talk(media):
+    from tests.media import make_long_clip, spoken_sentences
+
+    signal, truth = spoken_sentences(["I loved this film, it was wonderful.", "This was a terrible and boring movie.",
+                                      "What a great and happy day this is."], pause_s=2.0)
+    return make_long_clip(media["root"] / "talk.mp4", signal, fps=5, size=(320, 240)), truth
+
+
+@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chromium missing: apt-get install -y chromium")
+def test_browser_timeline_renders_the_plot_and_the_segment_table(server, talk):
+    from playwright.sync_api import sync_playwright
+
+    clip, truth = talk
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1600})
+            page.goto(server["url"])
+            page.get_by_role("tab", name="Timeline").click()
+            page.set_input_files("#timeline_input input[type=file]", str(clip))
+            page.wait_for_timeout(1500)
+            page.click("#timeline_button")
+            page.wait_for_selector("#timeline_summary h2", timeout=60_000)
+            assert "Overall" in page.inner_text("#timeline_summary h2")
+            page.wait_for_selector("#timeline_plot canvas, #timeline_plot svg", timeout=30_000)
+            table = page.inner_text("#timeline_table")
+            assert "wonderful" in table and "terrible" in table
+            page.screenshot(path=str(clip.parent / "timeline.png"), full_page=True)
+        finally:
+            browser.close()
+    assert server["proc"].poll() is None
+
+
+def test_gradio_client_timeline(server, talk):
+    from gradio_client import Client, handle_file
+
+    clip, truth = talk
+    summary, _, _, result = Client(server["url"], verbose=False).predict(handle_file(str(clip)), api_name="/timeline")
+    assert len(result["segments"]) == len(truth) and "Overall" in summary
+    for seg, (start, end) in zip(result["segments"], truth):
+        assert abs(seg["start"] - start) <= 0.5 and abs(seg["end"] - end) <= 0.5

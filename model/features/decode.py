@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -50,7 +51,10 @@ def _scaled_size(width: int, height: int, max_side: int) -> tuple[int, int]:
 
 
 def decode(path: str | Path, *, want_audio: bool = True, want_video: bool = True, video_fps: float = 5.0,
-           max_side: int = 640, max_duration_s: float = 120.0, max_bytes: int = 200 * 2**20) -> Decoded:
+           max_side: int = 640, max_duration_s: float = 120.0, max_bytes: int = 200 * 2**20,
+           on_frame: Callable[[np.ndarray, float], None] | None = None) -> Decoded:
+    """on_frame(rgb, t): each sampled frame is handed to it as it is decoded and not kept
+    (Decoded.frames is then an empty list), so memory stays bounded on long videos."""
     import av
 
     path = Path(path)
@@ -72,7 +76,7 @@ def decode(path: str | Path, *, want_audio: bool = True, want_video: bool = True
         resampler = None
         chunks: list[np.ndarray] = []
         frames: list[np.ndarray] = []
-        next_t, end_t, size = 0.0, 0.0, None
+        next_t, end_t, size, sampled = 0.0, 0.0, None, 0
         if astream is not None:
             info.update(sample_rate_in=astream.sample_rate, channels_in=astream.channels)
             resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
@@ -113,7 +117,12 @@ def decode(path: str | Path, *, want_audio: bool = True, want_video: bool = True
                         next_t = max(next_t + 1.0 / video_fps, t)
                         if size is None:
                             size = _scaled_size(frame.width, frame.height, max_side)
-                        frames.append(frame.to_ndarray(format="rgb24", width=size[0], height=size[1]))
+                        rgb = frame.to_ndarray(format="rgb24", width=size[0], height=size[1])
+                        sampled += 1
+                        if on_frame is None:
+                            frames.append(rgb)
+                        else:
+                            on_frame(rgb, t)
         except av.error.FFmpegError as e:
             # A truncated or damaged file: keep what decoded, say so in quality.
             info["decode_warning"] = f"decoding stopped early: {e.__class__.__name__}"
@@ -133,7 +142,7 @@ def decode(path: str | Path, *, want_audio: bool = True, want_video: bool = True
     duration = max(end_t, len(audio) / SAMPLE_RATE if audio is not None else 0.0)
     if duration > max_duration_s:
         raise _too_long(path, duration, max_duration_s)
-    if not chunks and not frames:
+    if not chunks and not sampled:
         raise FeatureError(f"{path.name}: nothing could be decoded (the file is damaged or truncated); "
                            "upload the complete file")
     return Decoded(audio=audio, frames=video, duration_s=duration, info=info)

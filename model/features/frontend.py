@@ -120,10 +120,10 @@ class FrontEnd:
 
     def audio_features(self, signal: np.ndarray, sample_rate: int = SAMPLE_RATE) -> tuple[np.ndarray, dict]:
         """(T_a, AUDIO_DIM) at audio_rate_hz and quality; T_a = 0 when there is no speech."""
-        feats, quality, _ = self._speech(_mono_16k(signal, sample_rate), transcribe=False)
+        feats, quality, _ = self.speech_pass(_mono_16k(signal, sample_rate), transcribe=False)
         return feats, quality
 
-    def _speech(self, signal: np.ndarray, transcribe: bool) -> tuple[np.ndarray, dict, SpeechAnalysis]:
+    def speech_pass(self, signal: np.ndarray, transcribe: bool) -> tuple[np.ndarray, dict, SpeechAnalysis]:
         """One Whisper pass for the voice stream, plus the words when asked for; a second
         pass only when the recogniser is another model than the voice's."""
         same = self.config.asr_model == VOICE_MODEL
@@ -144,7 +144,9 @@ class FrontEnd:
         out, quality, _ = self._visual(frames, independent)
         return out, quality
 
-    def _visual(self, frames: list[np.ndarray], independent: bool = False) -> tuple[np.ndarray, dict, dict]:
+    def visual_rows(self, frames: list[np.ndarray], independent: bool = False) -> tuple[np.ndarray, int, dict]:
+        """One row per frame (all zeros, face_present 0, where no face was found), the most
+        faces seen in one frame, and the stage timings."""
         import cv2
 
         t0 = time.perf_counter()
@@ -161,13 +163,17 @@ class FrontEnd:
         t1 = time.perf_counter()
         if crops:
             rows[where, :7] = self.expression(np.stack(crops))
-        timings = {"face": t1 - t0, "expression": time.perf_counter() - t1}
+        return rows, faces_max, {"face": t1 - t0, "expression": time.perf_counter() - t1}
+
+    def _visual(self, frames: list[np.ndarray], independent: bool = False) -> tuple[np.ndarray, dict, dict]:
+        rows, faces_max, timings = self.visual_rows(frames, independent)
+        where = np.flatnonzero(rows[:, -1] == 1.0)
         quality = {"frames": len(frames), "face_frames": len(where),
                    "face_share": round(len(where) / len(frames), 4) if frames else 0.0, "faces_max": faces_max}
         if not frames:
             quality["visual_absent_reason"] = "no video frames"
             rows = rows[:0]
-        elif not where:
+        elif not len(where):
             quality["visual_absent_reason"] = "no face"
             rows = rows[:0]
         return rows, quality, timings
@@ -207,7 +213,7 @@ class FrontEnd:
         # The speech pass runs in a pool thread while this one does the faces. Words are
         # decoded only when no text is given; the VAD decides whether there is speech.
         asr = not clean_text and c.asr
-        speech = _SPEECH_POOL.submit(self._speech, signal, asr) if signal is not None else None
+        speech = _SPEECH_POOL.submit(self.speech_pass, signal, asr) if signal is not None else None
 
         if frames is not None:
             visual_feats, q, t = self._visual(frames)

@@ -106,6 +106,8 @@ class SpeechAnalysis:
     transcript: Transcript | None = None
     seconds: float = 0.0              # the whole pass
     encode_seconds: float = 0.0       # VAD and encoder only (the rest is decoding)
+    frame_times: np.ndarray | None = None  # (T,) start of each frame, seconds in the original audio
+    speech_chunks_s: list[tuple[float, float]] = field(default_factory=list)  # what the VAD kept
 
 
 class Transcriber:
@@ -180,6 +182,9 @@ class Transcriber:
                 real = min(window, content - start)
                 frames.append(np.array(encoded[-1])[0, : max(1, -(-real // 2))])  # 2 mel frames per encoder frame
             result = SpeechAnalysis(np.concatenate(frames).astype(np.float32), len(speech) / SAMPLE_RATE, audio_seconds)
+            result.frame_times = _original_times(len(result.frames), chunks)
+            result.speech_chunks_s = ([(ch["start"] / SAMPLE_RATE, ch["end"] / SAMPLE_RATE) for ch in chunks]
+                                      if chunks else [(0.0, audio_seconds)])
             result.encode_seconds = time.perf_counter() - t0
             if transcribe:
                 result.transcript = self._decode(features, encoded[0], chunks)
@@ -234,6 +239,17 @@ class Transcriber:
             append_punctuations="\"'.。,，!！?？:：”)]}、", multilingual=False, max_new_tokens=None,
             clip_timestamps="0", hallucination_silence_threshold=None, hotwords=None,
         )
+
+
+def _original_times(n_frames: int, chunks: list[dict] | None) -> np.ndarray:
+    """Where each encoder frame (20 ms of the VAD-joined speech) starts in the original audio."""
+    joined = np.arange(n_frames) * (SAMPLE_RATE // 50)
+    if not chunks:
+        return joined / SAMPLE_RATE
+    starts = np.array([c["start"] for c in chunks])
+    offsets = np.concatenate([[0], np.cumsum([c["end"] - c["start"] for c in chunks])[:-1]])
+    k = np.searchsorted(offsets, joined, side="right") - 1
+    return (starts[k] + joined - offsets[k]) / SAMPLE_RATE
 
 
 @functools.cache

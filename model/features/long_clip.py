@@ -1,0 +1,132 @@
+"""A whole video (or recording) in one pass, cut into segments for a sentiment timeline.
+
+The file is decoded once. Frames are featurised as they are decoded, a few at a time,
+and never held all at once, so memory stays bounded on a 10-minute 720p video; the 16 kHz
+audio (38 MB for 10 minutes) is kept whole for one Whisper pass, which gives the words
+with their timestamps and the voice frames with theirs. Segments (model/features/segment.py)
+then slice the three streams, and each slice is one ClipFeatures, exactly what the model
+scores for a short clip.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from model.features import voice
+from model.features.config import ClipFeatures
+from model.features.decode import decode
+from model.features.errors import FeatureError
+from model.features.segment import SegmentConfig, TimelineSegment, quiet_intervals, segment
+from model.features.text import Transcript
+from model.features.visual import VISUAL_DIM
+
+FRAME_BATCH = 25  # frames featurised together (5 s at 5 fps): bounded memory, full batches for the CNN
+
+
+@dataclass
+class LongClip:
+    duration_s: float
+    segments: list[TimelineSegment]
+    clips: list[ClipFeatures]            # one per segment, in order
+    transcript: Transcript | None
+    quality: dict = field(default_factory=dict)
+    timings: dict = field(default_factory=dict)
+
+
+def extract_long(frontend, *, video=None, audio=None, max_duration_s: float = 600.0, max_bytes: int | None = None,
+                 config: SegmentConfig | None = None, progress: Callable[[float, str], None] | None = None) -> LongClip:
+    """progress(share done in [0, 1], stage) is called as the work advances."""
+    c = frontend.config
+    if video is None and audio is None:
+        raise FeatureError("nothing to analyse: give a video or an audio file for the timeline")
+    report = progress or (lambda share, stage: None)
+    timings = {"decode_and_faces": 0.0, "speech": 0.0, "segments": 0.0}
+    quality: dict = {}
+    limits = dict(video_fps=c.video_fps, max_side=c.max_side, max_duration_s=max_duration_s,
+                  max_bytes=max_bytes or c.max_bytes)
+
+    rows, times, buffer, faces_max = [], [], [], 0
+
+    def flush() -> None:
+        nonlocal faces_max
+        if buffer:
+            r, most, _ = frontend.visual_rows([f for f, _ in buffer])
+            rows.append(r)
+            times.extend(t for _, t in buffer)
+            faces_max = max(faces_max, most)
+            buffer.clear()
+
+    def on_frame(rgb: np.ndarray, t: float) -> None:
+        buffer.append((rgb, t))
+        if len(buffer) >= FRAME_BATCH:
+            flush()
+            report(0.5 * min(1.0, t / max_duration_s), "faces")
+
+    t0 = time.perf_counter()
+    report(0.0, "decoding")
+    signal, durations = None, []
+    if video is not None:
+        dv = decode(video, want_audio=audio is None, want_video=True, on_frame=on_frame, **limits)
+        flush()
+        quality.update(dv.info)
+        signal, durations = dv.audio, [dv.duration_s]
+    if audio is not None:
+        da = decode(audio, want_audio=True, want_video=False, **limits)
+        signal, durations = da.audio, durations + [da.duration_s]
+    duration = max(durations)
+    visual = np.concatenate(rows) if rows else np.zeros((0, VISUAL_DIM), np.float32)
+    frame_times = np.array(times)
+    timings["decode_and_faces"] = time.perf_counter() - t0
+    quality.update(duration_s=round(duration, 3), frames=len(visual), faces_max=faces_max,
+                   face_share=round(float((visual[:, -1] == 1).mean()), 4) if len(visual) else 0.0)
+
+    t0 = time.perf_counter()
+    report(0.5, "speech")
+    analysis = frontend.speech_pass(signal, c.asr)[2] if signal is not None and len(signal) else None
+    transcript = analysis.transcript if analysis is not None else None
+    timings["speech"] = time.perf_counter() - t0
+    english = True
+    if transcript is not None:
+        quality.update(asr_model=transcript.model, asr_language=transcript.language)
+        p = transcript.language_probability
+        english = transcript.english or p is None or p < frontend.transcriber.config.min_language_probability
+        if not english:
+            quality["text_absent_reason"] = (f"speech detected as {transcript.language} (p = {p:.2f}); "
+                                             "the model reads English, so the words were not scored")
+
+    t0 = time.perf_counter()
+    report(0.9, "segments")
+    chunks = analysis.speech_chunks_s if analysis is not None and not analysis.reason else None
+    quiet = quiet_intervals(signal) if signal is not None else []
+    segments = segment(duration, transcript if english else None, chunks, config, quiet)
+    clips = [_slice(frontend, s, analysis, visual, frame_times, english, quality) for s in segments]
+    timings["segments"] = time.perf_counter() - t0
+    report(1.0, "done")
+    return LongClip(duration, segments, clips, transcript, quality, timings)
+
+
+def _slice(frontend, seg: TimelineSegment, analysis, visual: np.ndarray, frame_times: np.ndarray, english: bool,
+           quality: dict) -> ClipFeatures:
+    q = {"start_s": round(seg.start, 3), "end_s": round(seg.end, 3), "segment_source": seg.source}
+    if analysis is not None and analysis.frame_times is not None and len(analysis.frames):
+        keep = (analysis.frame_times >= seg.start) & (analysis.frame_times < seg.end)
+        audio = voice.pool(analysis.frames[keep], frontend.config.audio_rate_hz)
+        q["voiced_share"] = round(min(1.0, keep.sum() / 50 / max(seg.duration, 1e-9)), 4)
+    else:
+        audio = np.zeros((0, voice.AUDIO_DIM), np.float32)
+    if not len(audio):
+        q["audio_absent_reason"] = "no speech in this segment" if analysis is not None else "no audio track"
+    v = visual[(frame_times >= seg.start) & (frame_times < seg.end)] if len(visual) else visual
+    if not len(v) or not (v[:, -1] == 1).any():
+        q["visual_absent_reason"] = "no face in this segment" if len(visual) else "no video"
+        v = v[:0]
+    else:
+        q["face_share"] = round(float((v[:, -1] == 1).mean()), 4)
+    text = seg.text if english else ""
+    if not text:
+        q["text_absent_reason"] = ("no words in this segment" if english
+                                   else quality.get("text_absent_reason", "speech in another language"))
+    return ClipFeatures(text=text, text_source="automatic" if text else "absent", audio=audio, visual=v, quality=q)
