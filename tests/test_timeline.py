@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 
 from model.features import FeatureError
-from model.features.segment import SegmentConfig, TimelineSegment, quiet_intervals, segment
+from model.features.segment import SegmentConfig, quiet_intervals, segment
 from model.features.text import Segment, Transcript, Word
 from tests.conftest import REPO
 from tests.media import make_long_clip, spoken_sentences

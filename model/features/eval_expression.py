@@ -3,8 +3,8 @@
     python -m model.features.eval_expression [--out weights/expression/metrics.json]
 
 App-style: each 48x48 test face is upscaled 3x (bicubic) and given a 72 px
-replicated border (Haar needs context around FER's tight crops), then goes
-through FrontEnd.visual_features: Haar detection -> crop -> CNN. Reports the
+replicated border (detectors need context around FER's tight crops), then goes
+through FrontEnd.visual_features: face detection (the front end's detector) -> crop -> CNN. Reports the
 detection rate, accuracy on detected faces, and the direct 48x48 accuracy on
 the same detected subset (so the crop's own effect is visible). Adds the
 result to metrics.json under "app_crops".
@@ -52,7 +52,7 @@ def evaluate(batch: int = 256) -> dict:
         "private_test_acc": float((direct == y).mean()),
         "private_test_images": int(len(x)),
         "app_crops": {
-            "method": f"{UPSCALE}x bicubic upscale + {BORDER} px replicated border -> Haar -> crop -> CNN",
+            "method": f"{UPSCALE}x bicubic upscale + {BORDER} px replicated border -> {fe.detector.cfg.backend} -> crop -> CNN",
             "images": int(keep.sum()),
             "detection_rate": float(det.sum() / keep.sum()),
             "acc_on_detected": float((app_pred[det] == y[det]).mean()),

