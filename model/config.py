@@ -32,6 +32,8 @@ class ModelConfig:
     seq_layers: int = 1
     seq_bidirectional: bool = False
     seq_dropout: float = 0.0
+    # Non-verbal streams whose encoder also projects the mean of their frames (SequenceEncoder).
+    mean_pool: tuple[str, ...] = ()
     # Fusion network: concat -> dropout -> 128 -> tanh -> 128 -> tanh -> 1.
     fusion_hidden: int = 128
     fusion_dropout: float = 0.1
@@ -48,6 +50,7 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         self.modalities = tuple(self.modalities)
+        self.mean_pool = tuple(self.mean_pool)
         if "text" not in self.modalities:
             raise ValueError("the text modality is required")
         unknown = set(self.modalities) - set(MODALITIES)

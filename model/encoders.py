@@ -111,16 +111,22 @@ class SequenceEncoder(nn.Module):
     """Normalise features, run the masked LSTM, project to `out_dim`.
 
     The normalisation statistics are buffers filled from the training set, so
-    a checkpoint (and its ONNX export) takes raw features.
+    a checkpoint (and its ONNX export) takes raw features. With mean_pool, the
+    projection also sees the mean of the normalised frames over the sequence: a
+    direct linear path for wide frame features (Whisper's 512-d voice frames),
+    which a 16-unit LSTM squeezes too hard (RAVDESS held-out valence: a ridge
+    regression on mean-pooled frames reaches Corr 0.77, the LSTM path 0.20).
     """
 
-    def __init__(self, in_dim: int, hidden: int, out_dim: int, layers: int, bidirectional: bool, dropout: float):
+    def __init__(self, in_dim: int, hidden: int, out_dim: int, layers: int, bidirectional: bool, dropout: float,
+                 mean_pool: bool = False):
         super().__init__()
         self.register_buffer("feature_mean", torch.zeros(in_dim))
         self.register_buffer("feature_std", torch.ones(in_dim))
         self.rnn = MaskedLSTM(in_dim, hidden, layers, bidirectional)
         self.dropout = nn.Dropout(dropout)
-        self.proj = nn.Linear(self.rnn.out_dim, out_dim)
+        self.mean_pool = mean_pool
+        self.proj = nn.Linear(self.rnn.out_dim + (in_dim if mean_pool else 0), out_dim)
 
     @torch.no_grad()
     def set_normalisation(self, mean: torch.Tensor, std: torch.Tensor) -> None:
@@ -130,4 +136,10 @@ class SequenceEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         x = (x - self.feature_mean) / self.feature_std
-        return self.proj(self.dropout(self.rnn(x, lengths)))
+        h = self.rnn(x, lengths)
+        if self.mean_pool:
+            steps = torch.arange(x.shape[1], device=x.device).unsqueeze(0)
+            mask = (steps < lengths.unsqueeze(1)).to(x.dtype).unsqueeze(-1)
+            pooled = (x * mask).sum(1) / lengths.clamp_min(1).to(x.dtype).unsqueeze(-1)
+            h = torch.cat([h, pooled], dim=-1)
+        return self.proj(self.dropout(h))

@@ -81,6 +81,7 @@ class MMIM(nn.Module):
                 config.seq_layers,
                 config.seq_bidirectional,
                 config.seq_dropout,
+                mean_pool=m in config.mean_pool,
             )
             dims[m] = config.seq_out
         self.dims = dims

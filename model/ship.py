@@ -33,7 +33,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .cli import add_dataclass_flags, dataclass_from_args
-from .config import TrainConfig
+from .config import ModelConfig, TrainConfig
 from .data import Sample, load_mosi
 from .metrics import sentiment_metrics
 
@@ -87,6 +87,8 @@ class ShipConfig:
     modality_dropout: float = 0.4
     unimodal_weight: float = 0.5
     target_rule: str = "words_first"
+    # The voice encoder also projects the mean of the Whisper frames (model/encoders.py).
+    mean_pool: tuple[str, ...] = ("audio",)
     num_threads: int = 0
     # Re-evaluate the folder at --out (metrics.json, MODEL_CARD.md) without retraining.
     evaluate_only: bool = False
@@ -391,6 +393,7 @@ def ship(cfg: ShipConfig) -> dict:
         benchmark="featurized", data_dir=str(dataset), out_dir=str(run_dir), seed=cfg.seed, epochs=cfg.epochs,
         patience=cfg.patience, modality_dropout=cfg.modality_dropout, num_threads=cfg.num_threads, progress=False,
         unimodal_weight=cfg.unimodal_weight, target_rule=cfg.target_rule,
+        model=ModelConfig(mean_pool=tuple(cfg.mean_pool)),
     )
     if cfg.evaluate_only:
         train_metrics = json.loads((run_dir / "metrics.json").read_text())

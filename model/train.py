@@ -115,16 +115,16 @@ def train_step(model: MMIM, batch, cfg: TrainConfig, opt_main, opt_mmilb) -> dic
 
     task = torch.nn.functional.l1_loss(out["raw_score"], fused_target(batch, out, model.config, cfg))
     loss = task
-    if cfg.unimodal_weight > 0:
-        unimodal = unimodal_loss(batch, out, model.config)
-        loss = loss + cfg.unimodal_weight * sum(unimodal.values())
-        logs.update({f"unimodal_{m}": v.item() for m, v in unimodal.items()})
     if use_mi:
         terms = model.mi_terms(out, batch.labels)
         cpc = sum(v for k, v in terms.items() if k.startswith("cpc_"))
         ba = sum((v for k, v in terms.items() if k.endswith("_bound")), torch.zeros(()))
-        loss = task - cfg.alpha * cpc - cfg.beta * ba
+        loss = loss - cfg.alpha * cpc - cfg.beta * ba
         logs.update({k: v.item() for k, v in terms.items()})
+    if cfg.unimodal_weight > 0:
+        unimodal = unimodal_loss(batch, out, model.config)
+        loss = loss + cfg.unimodal_weight * sum(unimodal.values())
+        logs.update({f"unimodal_{m}": v.item() for m, v in unimodal.items()})
     opt_main.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_([p for g in opt_main.param_groups for p in g["params"]], cfg.clip_grad)

@@ -43,3 +43,20 @@ def test_reverse_within_length_is_an_involution_that_keeps_padding():
     assert r[0, :, 0].tolist() == [3, 2, 1, 0, 4, 5]
     assert r[1, :, 0].tolist() == [11, 10, 9, 8, 7, 6]
     torch.testing.assert_close(reverse_within_length(r, lengths), x)
+
+
+def test_mean_pool_sees_only_real_frames():
+    import torch
+
+    from model.encoders import SequenceEncoder
+
+    torch.manual_seed(0)
+    enc = SequenceEncoder(8, 4, 3, 1, False, 0.0, mean_pool=True).eval()
+    x, lengths = torch.randn(2, 5, 8), torch.tensor([5, 2])
+    padded = x.clone()
+    padded[1, 2:] = 99.0  # whatever the padding holds
+    torch.testing.assert_close(enc(x, lengths), enc(padded, lengths))
+    # The pooled part is the mean of the (normalised) real frames: shifting them all shifts it.
+    alone = enc(x[1:, :2], torch.tensor([2]))
+    torch.testing.assert_close(alone, enc(x, lengths)[1:])
+    assert enc.proj.in_features == 4 + 8

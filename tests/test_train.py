@@ -115,3 +115,43 @@ def test_modalities_are_configurable_and_mi_terms_follow(tmp_path, mosi_dir, tin
     assert not any("audio" in k for k in logged)
     with pytest.raises(ValueError, match="no \\['visual'\\]"):
         train(fixture_config(tmp_path / "x", mosi_dir, tiny_bert, modalities=("text", "visual")))
+
+
+def test_words_first_target_rule():
+    import torch
+
+    from model.targets import words_first
+
+    labels = torch.tensor([[3.0, -2.0, -2.0], [0.0, -2.0, 1.0], [0.75, -2.0, -2.0], [2.0, -1.0, 1.0], [1.0, 2.0, 0.0]])
+    present = torch.tensor([[1, 1, 1], [1, 1, 1], [1, 1, 1], [0, 1, 1], [1, 0, 0]], dtype=torch.bool)
+    got = words_first(labels, present, ("text", "audio", "visual"))
+    # clear words decide; neutral words: half words, half the non-verbal mean; 0.75 is half clear
+    # (w = 0.75); no text: the non-verbal mean; text alone: the text.
+    torch.testing.assert_close(got, torch.tensor([3.0, -0.25, 0.75 * 0.75 + 0.25 * -2.0, 0.0, 1.0]))
+
+
+def test_unimodal_heads_are_trained(tmp_path, mosi_dir, tiny_bert):
+    """The unimodal loss reaches every head (it must not be overwritten by the MI terms)."""
+    import torch
+
+    from model.data import Collator, load_mosi
+    from model.mmim import MMIM
+    from model.train import build_model_config, make_optimizers, train_step
+    from transformers import AutoTokenizer
+
+    cfg = fixture_config(tmp_path, mosi_dir, tiny_bert, benchmark="mosi-ctx", unimodal_weight=1.0)
+    splits = load_mosi(mosi_dir, "mosi-ctx")
+    model = MMIM(build_model_config(cfg, splits))
+    assert set(model.unimodal) == {"text", "audio", "visual"}
+    collate = Collator(AutoTokenizer.from_pretrained(tiny_bert), 50, model.config.modalities)
+    before = {m: head.weight.detach().clone() for m, head in model.unimodal.items()}
+    opt_main, opt_mmilb = make_optimizers(model, cfg)
+    logs = train_step(model, collate(splits["train"][:16]), cfg, opt_main, opt_mmilb)
+    assert {"unimodal_text", "unimodal_audio", "unimodal_visual"} <= set(logs)
+    # The loss that was minimised holds every term: task - alpha CPC - beta BA + w unimodal.
+    cpc = sum(v for k, v in logs.items() if k.startswith("cpc_"))
+    ba = sum(v for k, v in logs.items() if k.endswith("_bound"))
+    unimodal = sum(v for k, v in logs.items() if k.startswith("unimodal_"))
+    assert logs["loss"] == pytest.approx(logs["task"] - cfg.alpha * cpc - cfg.beta * ba + unimodal, rel=1e-5)
+    for m, head in model.unimodal.items():
+        assert not torch.equal(before[m], head.weight), m
