@@ -479,7 +479,7 @@ Valence labels:
    encoder frames over the kept speech, mean-pooled to 10 Hz (512-d).
 2. {r['faces_train']} / {r['faces_valid']} / {r['faces_test']} FER faces, balanced over
    expressions, become {r['face_frames']}-frame clips (upscaled x{r['face_scale']}, framed,
-   jittered) and go through the visual path (Haar face, expression CNN, geometry).
+   jittered) and go through the visual path (yuface face detection, expression CNN, geometry).
    The detector found a face in {100 * report['face_detection_rate']['train']:.0f} % of the
    training faces; the others are dropped, as the app would see no face.
 3. Tuples: a text (SST with probability {r['sst_share']}, else MOSI) with a voice and a face from
@@ -493,7 +493,8 @@ Valence labels:
    the target is w y_text + (1 − w) mean(y_voice, y_face). Clear words decide; neutral
    words let the voice and the face move the score; with no text the target is the mean
    of the voice's and the face's valence, with one modality its own valence.
-5. MMIM trains on them with modality dropout {report['train_config']['modality_dropout']} (a missing
+5. MMIM trains on them (the voice encoder also projects the mean of its Whisper frames
+   beside the LSTM state) with modality dropout {report['train_config']['modality_dropout']} (a missing
    modality becomes a learned "absent" vector) and unimodal heads (L1 weight
    {report['train_config']['unimodal_weight']}, each against its own modality's valence), selected
    on validation MAE (best epoch {report['training']['best_epoch']} of {report['training']['epochs_run']}).
