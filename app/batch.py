@@ -30,7 +30,7 @@ MEDIA_EXTS = AUDIO_EXTS | VIDEO_EXTS
 MAX_COMPRESSION_RATIO = 200
 DIAGNOSTIC_KEYS = ("present", "ba", "ba_percentile", "cpc", "cpc_percentile", "shapley", "contribution")
 RESULT_COLUMNS = [
-    "file", "score", "label", "bin7", "summary", "text_source", "transcript",
+    "file", "segment_start", "segment_end", "score", "label", "bin7", "summary", "text_source", "transcript",
     *[f"{k}_{m}" for m in ("text", "audio", "visual") for k in DIAGNOSTIC_KEYS],
     "shapley_baseline", "flags", "total_s", "error",
 ]
@@ -140,7 +140,7 @@ def result_row(name: str, result: dict | None, error: str = "") -> dict:
         row.update(
             score=result["score"], label=result["label"], bin7=result["bin7"], summary=result["summary"],
             text_source=result["text_source"], transcript=result["transcript"],
-            flags="; ".join(result["flags"]), total_s=result["timings"]["total"],
+            flags="; ".join(result["flags"]), total_s=result.get("timings", {}).get("total", ""),
             shapley_baseline="" if result.get("shapley_baseline") is None else result["shapley_baseline"],
         )
         for m, d in result["diagnostics"].items():
@@ -149,11 +149,22 @@ def result_row(name: str, result: dict | None, error: str = "") -> dict:
     return row
 
 
+def segment_rows(name: str, timeline: dict) -> list[dict]:
+    rows = []
+    for seg in timeline["segments"]:
+        row = result_row(name, seg if seg["score"] is not None else None,
+                         "" if seg["score"] is not None else "; ".join(seg["flags"]))
+        row.update(segment_start=seg["start"], segment_end=seg["end"])
+        rows.append(row)
+    return rows
+
+
 def run_batch(
     predictor, files: list, transcripts_csv: str | None, out_dir: Path, config: AppConfig,
-    progress: Callable[[int, int, str], None] | None = None,
+    progress: Callable[[int, int, str], None] | None = None, per_segment: bool = False,
 ) -> tuple[Path, list[dict]]:
-    """Score every clip; returns the CSV path and its rows. Clip errors go into the rows."""
+    """Score every clip; returns the CSV path and its rows. Clip errors go into the rows.
+    per_segment: each clip as a timeline (its transcript, if given, is not used), one row per segment."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     transcripts = read_transcripts(transcripts_csv or next((f for f in files or [] if str(f).lower().endswith(".csv")), None))
@@ -165,9 +176,12 @@ def run_batch(
                 progress(i, len(clips), clip.name)
             text = transcripts.get(clip.name, transcripts.get(Path(clip.name).stem))
             is_video = clip.path.suffix.lower() in VIDEO_EXTS
+            media = {"video": clip.path} if is_video else {"audio": clip.path}
             try:
-                result = predictor.predict(text=text, **({"video": clip.path} if is_video else {"audio": clip.path}))
-                rows.append(result_row(clip.name, result))
+                if per_segment:
+                    rows += segment_rows(clip.name, predictor.timeline(**media))
+                else:
+                    rows.append(result_row(clip.name, predictor.predict(text=text, **media)))
             except FeatureError as e:
                 rows.append(result_row(clip.name, None, str(e)))
             except Exception as e:  # one broken clip must not lose the others' results

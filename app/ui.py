@@ -174,15 +174,16 @@ def build_ui(predictor: Predictor, config: AppConfig) -> gr.Blocks:
             flags, transcript, timings, result,
         )
 
-    def batch(files, transcripts, progress=gr.Progress()):
+    def batch(files, transcripts, per_segment=False, progress=gr.Progress()):
         files = [getattr(f, "name", f) for f in files or []]
         out_dir = Path(tempfile.mkdtemp(prefix="mmim-results-"))
 
         def report(i, n, name):
             progress((i, n), desc=f"{name} ({i}/{n})", unit="clips")
 
-        path, rows = _run_safely(run_batch, predictor, files, transcripts, out_dir, config, report)
-        preview = pd.DataFrame(rows)[["file", "score", "label", "bin7", "text_source", "error"]]
+        path, rows = _run_safely(run_batch, predictor, files, transcripts, out_dir, config, report, bool(per_segment))
+        columns = ["file", "segment_start", "segment_end"] if per_segment else ["file"]
+        preview = pd.DataFrame(rows)[[*columns, "score", "label", "bin7", "text_source", "error"]]
         return str(path), preview
 
     limits = (
@@ -252,10 +253,12 @@ def build_ui(predictor: Predictor, config: AppConfig) -> gr.Blocks:
                 batch_files = gr.File(label="Clips or a zip", file_count="multiple", elem_id="batch_files",
                                       file_types=[*sorted(AUDIO_EXTS | VIDEO_EXTS), ".zip"])
                 batch_csv = gr.File(label="Transcripts CSV (optional)", file_types=[".csv"], elem_id="batch_transcripts")
+            batch_segments = gr.Checkbox(label="One row per segment (each clip as a timeline)", value=False,
+                                         elem_id="batch_segments")
             batch_button = gr.Button("Run batch", variant="primary", elem_id="batch_button")
             batch_out = gr.File(label="Results CSV", elem_id="batch_output")
             batch_preview = gr.Dataframe(label="Results", elem_id="batch_preview", interactive=False)
-            batch_button.click(batch, [batch_files, batch_csv], [batch_out, batch_preview], api_name="batch")
+            batch_button.click(batch, [batch_files, batch_csv, batch_segments], [batch_out, batch_preview], api_name="batch")
         with gr.Tab("About"):
             info = predictor.info()
             gr.Markdown(

@@ -1,5 +1,6 @@
 """End to end over a running `python -m app` (a subprocess on a free loopback port, fixture model):
 Debian's Chromium through Playwright, the gradio_client API, and a small load test."""
+import csv
 import os
 import re
 import zipfile
@@ -109,9 +110,9 @@ def test_gradio_client_predict_and_batch(server, media, expected, tmp_path):
     with zipfile.ZipFile(archive, "w") as z:
         z.write(media["clip"], "a.mp4")
         z.write(media["bad"], "b.mp4")
-    csv_path, preview = client.predict([handle_file(str(archive))], None, api_name="/batch")
+    csv_path, preview = client.predict([handle_file(str(archive))], None, False, api_name="/batch")
     rows = open(csv_path, encoding="utf-8").read().splitlines()
-    assert rows[0].startswith("file,score") and len(rows) == 3
+    assert rows[0].startswith("file,segment_start,segment_end,score") and len(rows) == 3
     assert [r[0] for r in preview["data"]] == ["a.mp4", "b.mp4"]
 
 
@@ -160,7 +161,13 @@ def test_gradio_client_timeline(server, talk):
     from gradio_client import Client, handle_file
 
     clip, truth = talk
-    summary, _, _, result = Client(server["url"], verbose=False).predict(handle_file(str(clip)), api_name="/timeline")
+    client = Client(server["url"], verbose=False)
+    summary, _, _, result = client.predict(handle_file(str(clip)), api_name="/timeline")
     assert len(result["segments"]) == len(truth) and "Overall" in summary
     for seg, (start, end) in zip(result["segments"], truth):
         assert abs(seg["start"] - start) <= 0.5 and abs(seg["end"] - end) <= 0.5
+    # The batch tab writes the same segments, one row each.
+    csv_path, preview = client.predict([handle_file(str(clip))], None, True, api_name="/batch")
+    rows = list(csv.DictReader(open(csv_path, encoding="utf-8")))
+    assert [(float(r["segment_start"]), float(r["segment_end"])) for r in rows] == [(s["start"], s["end"]) for s in result["segments"]]
+    assert all(r["file"] == clip.name and r["score"] for r in rows)

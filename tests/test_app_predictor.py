@@ -217,7 +217,7 @@ def test_batch_zip_is_flattened_and_bad_clips_get_error_rows(predictor, media, t
     assert by_file["speech.wav"]["text_source"] == "given" and by_file["speech.wav"]["present_visual"] is False
     assert "corrupt.mp4" in by_file["corrupt.mp4"]["error"] and by_file["corrupt.mp4"]["score"] == ""
     assert seen[0] == (0, 3) and seen[-1] == (3, 3)
-    assert path.read_text().splitlines()[0].startswith("file,score,label,bin7")
+    assert path.read_text().splitlines()[0].startswith("file,segment_start,segment_end,score,label,bin7")
 
 
 def test_zip_limits(media, tmp_path):

@@ -15,7 +15,7 @@ from model.features.text import Segment, Transcript, Word
 from tests.conftest import REPO
 from tests.media import make_long_clip, spoken_sentences
 
-# Opposite polarity in turn; 14 sentences with 3 s pauses make about 90 s.
+# Opposite polarity in turn; 14 sentences with 3.7 s pauses make about 90 s.
 SENTENCES = [
     ("I absolutely loved this film, it was wonderful and moving.", 1),
     ("The service was terrible and the food was awful.", -1),
@@ -80,7 +80,7 @@ def test_quiet_intervals():
 
 @pytest.fixture(scope="module")
 def spoken(tmp_path_factory):
-    signal, truth = spoken_sentences([s for s, _ in SENTENCES], pause_s=3.0)
+    signal, truth = spoken_sentences([s for s, _ in SENTENCES], pause_s=3.7)
     path = tmp_path_factory.mktemp("timeline") / "talk.wav"
     sf.write(path, signal, 16000)
     return path, truth, len(signal) / 16000

@@ -84,19 +84,53 @@ def quiet_intervals(signal, sample_rate: int = 16000, min_s: float = 0.3) -> lis
 def refine(segments: list[TimelineSegment], quiet: list[tuple[float, float]],
            config: SegmentConfig | None = None) -> list[TimelineSegment]:
     """Move each start to the end of the nearest pause and each end to the start of the nearest
-    pause, within config.refine_s; a boundary with no pause nearby stays."""
+    pause, within config.refine_s. A start inside a pause, or just before a pause of at least
+    long_pause_s that lies within the segment (Whisper sometimes starts a sentence's first
+    word seconds early, in the silence), moves to that pause's end, however far; ends
+    likewise. A boundary with no pause nearby stays."""
     c = config or SegmentConfig()
 
     def nearest(t: float, candidates: list[float]) -> float:
         best = min(candidates, key=lambda x: abs(x - t), default=t)
         return best if abs(best - t) <= c.refine_s else t
 
+    def inside_or_leading(seg) -> float | None:
+        # A start inside a pause, or just before a long one within the segment: the words begin after it.
+        return next((b for a, b in quiet if b < seg.end and (a <= seg.start < b or
+                     (abs(a - seg.start) <= c.refine_s and b - a >= c.long_pause_s))), None)
+
+    def inside_or_trailing(seg) -> float | None:
+        return next((a for a, b in quiet if a > seg.start and (a < seg.end <= b or
+                     (abs(b - seg.end) <= c.refine_s and b - a >= c.long_pause_s))), None)
+
     out = []
     for seg in segments:
-        start = nearest(seg.start, [b for _, b in quiet] + [0.0])
-        end = nearest(seg.end, [a for a, _ in quiet])
+        start = inside_or_leading(seg)
+        start = start if start is not None else nearest(seg.start, [b for _, b in quiet] + [0.0])
+        end = inside_or_trailing(seg)
+        end = end if end is not None else nearest(seg.end, [a for a, _ in quiet])
         out.append(TimelineSegment(start, end, seg.source, seg.words) if end > start else seg)
     return out
+
+
+def _fold_silent(pieces: list[TimelineSegment], quiet: list[tuple[float, float]]) -> list[TimelineSegment]:
+    """Pieces that are mostly silence (a word Whisper placed in a pause) give their words to the
+    next piece (the previous one, for the last) instead of standing alone."""
+    def silent(p: TimelineSegment) -> bool:
+        covered = sum(max(0.0, min(b, p.end) - max(a, p.start)) for a, b in quiet)
+        return p.duration <= 0 or covered / p.duration >= 0.8
+
+    out: list[TimelineSegment] = []
+    carried: list = []
+    for p in pieces:
+        if silent(p) and len(pieces) > 1:
+            carried += p.words
+            continue
+        out.append(TimelineSegment(p.start, p.end, p.source, carried + p.words))
+        carried = []
+    if carried and out:
+        out[-1].words += carried
+    return out or pieces
 
 
 def _merge_short(pieces: list[TimelineSegment], min_s: float, max_s: float) -> list[TimelineSegment]:
@@ -153,5 +187,5 @@ def segment(duration_s: float, transcript=None, speech_chunks_s: list[tuple[floa
         n = max(1, int(-(-duration_s // c.window_s)))
         step = duration_s / n
         return [TimelineSegment(i * step, duration_s if i == n - 1 else (i + 1) * step, "window") for i in range(n)]
-    split = [part for p in refine(pieces, quiet, c) for part in _split_long(p, c.max_s)]
+    split = [part for p in refine(_fold_silent(pieces, quiet), quiet, c) for part in _split_long(p, c.max_s)]
     return _merge_short(split, c.min_s, c.max_s)
