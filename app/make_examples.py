@@ -67,7 +67,7 @@ def mosi_text(data: Path, segment_id: str) -> str:
 
 
 def fer_faces(data: Path, labels: tuple[str, ...]) -> dict[str, np.ndarray]:
-    """First test-split FER image of each label (sorted by path) whose framed version the Haar detector finds."""
+    """First test-split FER image of each label (sorted by path) whose framed version the face detector finds."""
     import cv2
 
     from model.features.visual import FaceDetector
