@@ -86,7 +86,7 @@ class Predictor:
         started = time.perf_counter()
         long = extract_long(self.frontend, video=video, audio=audio, max_duration_s=self.config.max_timeline_s,
                             max_bytes=self.config.max_timeline_upload_bytes, progress=progress)
-        usable = [i for i, f in enumerate(long.clips) if self._present(f, any_of=True)]
+        usable = [i for i, f in enumerate(long.clips) if self._usable(f)]
         if not usable:
             raise FeatureError("nothing this model can use was found in any part of the recording "
                                "(no speech, no visible face); give a recording with speech or a face")
@@ -120,12 +120,17 @@ class Predictor:
                         "total": round(time.perf_counter() - started, 3)},
         }
 
-    def _present(self, features, any_of: bool = False):
-        present = {"text": bool(features.text.strip()), "audio": len(features.audio) > 0, "visual": len(features.visual) > 0}
-        return any(present[m] for m in self.modalities) if any_of else present
+    @staticmethod
+    def _present(features) -> dict[str, bool]:
+        return {"text": bool(features.text.strip()), "audio": len(features.audio) > 0, "visual": len(features.visual) > 0}
+
+    def _usable(self, features) -> bool:
+        """Whether the clip has any modality this model reads."""
+        present = self._present(features)
+        return any(present[m] for m in self.modalities)
 
     def _check_usable(self, features) -> None:
-        if not self._present(features, any_of=True):
+        if not self._usable(features):
             reasons = "; ".join(f"{m}: {features.quality.get(f'{m}_absent_reason', 'absent')}" for m in self.modalities)
             raise FeatureError(f"nothing this model can use was found in the input ({reasons}); give text, speech or a visible face")
 

@@ -28,6 +28,17 @@ def add_dataclass_flags(parser: argparse.ArgumentParser, cls, skip: tuple[str, .
             parser.add_argument(_flag(f.name), type=kind, default=None)
 
 
+def emit_json(result: dict, out=None) -> None:
+    """Print a benchmark's result as JSON, and write it to `out` too when given."""
+    import json
+    from pathlib import Path
+
+    text = json.dumps(result, indent=2)
+    print(text)
+    if out:
+        Path(out).write_text(text + "\n")
+
+
 def dataclass_from_args(cls, args: argparse.Namespace, **overrides):
     """An instance of cls with the flags that were given; defaults elsewhere."""
     given = {

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
-import json
 import logging
 import os
 import re
@@ -27,6 +26,8 @@ import statistics
 from pathlib import Path
 
 import numpy as np
+
+from model.cli import emit_json
 
 log = logging.getLogger(__name__)
 DATA = Path(os.environ.get("MMIM_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))
@@ -131,10 +132,7 @@ def main(argv=None) -> None:
                 rows.append({**row, "knob": k or "default"})
     result = {"wer_normalisation": "lower case; punctuation dropped; fillers removed: " + " ".join(sorted(FILLERS)),
               "ravdess_actors": list(HELD_OUT_ACTORS), "rows": rows}
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    emit_json(result, args.out)
 
 
 if __name__ == "__main__":

@@ -12,12 +12,13 @@ median per 640x480 frame, one thread.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
 
 import numpy as np
+
+from model.cli import emit_json
 
 SIZES = (64, 144)
 ANGLES = (0, 25)
@@ -108,10 +109,7 @@ def main(argv=None) -> None:
     parser.add_argument("--faces", type=int, default=150)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
-    text = json.dumps(run(args.faces), indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    emit_json(run(args.faces), args.out)
 
 
 if __name__ == "__main__":

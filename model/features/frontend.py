@@ -258,12 +258,9 @@ class FrontEnd:
         if not transcript.text:
             quality["text_absent_reason"] = f"speech recognition: {transcript.reason}"
             return "", "absent"
-        p = transcript.language_probability
-        if not transcript.english and p is not None and p >= self.transcriber.config.min_language_probability:
-            # Scoring other-language words with an English encoder gives confident nonsense:
-            # keep the transcript for the user, score the voice and the face only.
+        foreign = transcript.foreign(self.transcriber.config.min_language_probability)
+        if foreign:  # keep the transcript for the user; score the voice and the face only
             quality["asr_transcript"] = transcript.text
-            quality["text_absent_reason"] = (f"speech detected as {transcript.language} (p = {p:.2f}); "
-                                             "the model reads English, so the words were not scored")
+            quality["text_absent_reason"] = foreign
             return "", "absent"
         return prepare_text(transcript.text, self.config.max_text_chars)[0], "automatic"

@@ -91,11 +91,9 @@ def extract_long(frontend, *, video=None, audio=None, max_duration_s: float = 60
     english = True
     if transcript is not None:
         quality.update(asr_model=transcript.model, asr_language=transcript.language)
-        p = transcript.language_probability
-        english = transcript.english or p is None or p < frontend.transcriber.config.min_language_probability
-        if not english:
-            quality["text_absent_reason"] = (f"speech detected as {transcript.language} (p = {p:.2f}); "
-                                             "the model reads English, so the words were not scored")
+        foreign = transcript.foreign(frontend.transcriber.config.min_language_probability)
+        if foreign:
+            english, quality["text_absent_reason"] = False, foreign
 
     t0 = time.perf_counter()
     report(0.9, "segments")
@@ -114,7 +112,7 @@ def _slice(frontend, seg: TimelineSegment, analysis, visual: np.ndarray, frame_t
     if analysis is not None and analysis.frame_times is not None and len(analysis.frames):
         keep = (analysis.frame_times >= seg.start) & (analysis.frame_times < seg.end)
         audio = voice.pool(analysis.frames[keep], frontend.config.audio_rate_hz)
-        q["voiced_share"] = round(min(1.0, keep.sum() / 50 / max(seg.duration, 1e-9)), 4)
+        q["voiced_share"] = round(min(1.0, keep.sum() / voice.ENCODER_RATE_HZ / max(seg.duration, 1e-9)), 4)
     else:
         audio = np.zeros((0, voice.AUDIO_DIM), np.float32)
     if not len(audio):

@@ -90,6 +90,14 @@ class Transcript:
     def english(self) -> bool:
         return self.language in (None, "en")
 
+    def foreign(self, min_probability: float) -> str | None:
+        """Why the words must not be scored: confidently another language (an English encoder
+        gives confident nonsense on it). None when they may be scored."""
+        p = self.language_probability
+        if self.english or p is None or p < min_probability:
+            return None
+        return f"speech detected as {self.language} (p = {p:.2f}); the model reads English, so the words were not scored"
+
     def to_dict(self) -> dict:
         return asdict(self)
 

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import logging
 from pathlib import Path
 
 import numpy as np
+
+from model.cli import emit_json
 
 log = logging.getLogger(__name__)
 POSITIVE = {"happy", "calm", "surprised"}
@@ -117,10 +118,7 @@ def main(argv=None) -> None:
         result["results"][name] = {task: probe(x[rows], y[rows], actors[rows], held_out[rows])
                                    for task, (rows, y) in tasks(emotions).items()}
         log.info("%s: %s", name, result["results"][name])
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    emit_json(result, args.out)
 
 
 if __name__ == "__main__":
