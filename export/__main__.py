@@ -2,6 +2,7 @@
 
     python -m export runs/mosi-std/full/seed0 --out exported/mosi-std
     python -m export CKPT --out DIR --variants int8,fp16 --evaluate --triton triton_repo
+    python -m export.triton DIR --repo triton_repo --backend python   # from an exported folder
 
 Writes model.onnx (+ variants), the tokenizer, config, feature spec and a
 manifest with sha256 of every file. The export checks itself against PyTorch
@@ -27,6 +28,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--evaluate", action="store_true", help="score every variant on the test split")
     parser.add_argument("--triton", metavar="DIR", help="also write a Triton Inference Server model repository")
     parser.add_argument("--triton-name", default="mmim")
+    parser.add_argument("--triton-backend", default="onnxruntime", choices=("onnxruntime", "python"),
+                        help="onnxruntime: NVIDIA's container; python: ONNX Runtime inside the python backend "
+                             "(export/serve_triton.sh)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
@@ -42,7 +46,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.triton:
         from .triton import write_triton_repository
 
-        write_triton_repository(args.out, args.triton, args.triton_name)
+        write_triton_repository(args.out, args.triton, args.triton_name, args.triton_backend)
     print(json.dumps({k: manifest[k] for k in ("variants", "parity") if k in manifest} | {"variant_test_metrics": manifest.get("variant_test_metrics")}, indent=2))
 
 

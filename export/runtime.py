@@ -58,17 +58,12 @@ def _shaping(spec: dict | None) -> dict:
     return {k: v for k, v in (spec or {}).items() if k != "packages"}
 
 
-class OnnxModel:
-    """An exported MMIM folder, ready to score batches of features."""
+class ServedModel:
+    """What every way of serving an exported folder shares: the folder's manifest and
+    config, its tokenizer, the training collate, and batched `predict`. Subclasses say
+    how a feed is `run` (ONNX Runtime here, Triton in export.triton_client)."""
 
-    def __init__(
-        self,
-        model_dir: str | Path,
-        variant: str = "fp32",
-        providers: list[str] | None = None,
-        threads: int = 0,
-        expected_feature_spec: dict | None = None,
-    ):
+    def __init__(self, model_dir: str | Path, expected_feature_spec: dict | None = None):
         self.dir = Path(model_dir)
         self.manifest = verify_folder(self.dir)
         self.feature_spec = json.loads((self.dir / FEATURE_SPEC).read_text())
@@ -78,17 +73,9 @@ class OnnxModel:
                 f"{self.dir} was trained on features that this front end does not make "
                 f"({'; '.join(differences[:5])}); retrain or use a matching model"
             )
-        if variant not in VARIANT_FILES or VARIANT_FILES[variant] not in self.manifest["files"]:
-            present = [v for v, f in VARIANT_FILES.items() if f in self.manifest["files"]]
-            raise ModelFolderError(f"{self.dir} has no {variant!r} variant; it has {present}")
         self.config = json.loads((self.dir / "config.json").read_text())["model"]
-        self.session = make_session(self.dir / VARIANT_FILES[variant], providers, threads)
-        self.provider = self.session.get_providers()[0]
-        self.input_names = [i.name for i in self.session.get_inputs()]
-        self.output_names = [o.name for o in self.session.get_outputs()]
-        wanted_cuda = "CUDAExecutionProvider" in (providers or ["CUDAExecutionProvider"])
-        note = " (CUDA did not load)" if wanted_cuda and self.provider != "CUDAExecutionProvider" else ""
-        log.info("ONNX Runtime %s on %s%s: %s", variant, self.provider, note, self.dir)
+        self.input_names = [i["name"] for i in self.manifest["inputs"]]
+        self.output_names = [o["name"] for o in self.manifest["outputs"]]
         self._tokenizer = None
 
     @property
@@ -106,6 +93,47 @@ class OnnxModel:
         batch = Collator(self.tokenizer, self.config["max_text_len"], tuple(self.config["modalities"]))(samples)
         inputs = batch.model_inputs()
         return {name: inputs[name].numpy() for name in self.input_names}
+
+    def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def predict(self, samples, batch_size: int = 64, collate_lock=None) -> dict[str, np.ndarray]:
+        """Every output for `samples`, in order, run `batch_size` at a time. collate_lock, when
+        given, is held while tokenising (fast tokenizers are not thread-safe)."""
+        from contextlib import nullcontext
+
+        lock = collate_lock or nullcontext()
+        outs = []
+        for i in range(0, len(samples), batch_size):
+            with lock:
+                feed = self.collate(samples[i : i + batch_size])
+            outs.append(self.run(feed))
+        return {name: np.concatenate([o[name] for o in outs]) for name in self.output_names}
+
+
+class OnnxModel(ServedModel):
+    """An exported MMIM folder, ready to score batches of features."""
+
+    def __init__(
+        self,
+        model_dir: str | Path,
+        variant: str = "fp32",
+        providers: list[str] | None = None,
+        threads: int = 0,
+        expected_feature_spec: dict | None = None,
+    ):
+        super().__init__(model_dir, expected_feature_spec)
+        if variant not in VARIANT_FILES or VARIANT_FILES[variant] not in self.manifest["files"]:
+            present = [v for v, f in VARIANT_FILES.items() if f in self.manifest["files"]]
+            raise ModelFolderError(f"{self.dir} has no {variant!r} variant; it has {present}")
+        self.session = make_session(self.dir / VARIANT_FILES[variant], providers, threads)
+        self.provider = self.session.get_providers()[0]
+        # The legacy exporter may drop unused inputs: feed what the session asks for.
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        wanted_cuda = "CUDAExecutionProvider" in (providers or ["CUDAExecutionProvider"])
+        note = " (CUDA did not load)" if wanted_cuda and self.provider != "CUDAExecutionProvider" else ""
+        log.info("ONNX Runtime %s on %s%s: %s", variant, self.provider, note, self.dir)
 
     def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         missing = set(self.input_names) - set(feed)
@@ -127,16 +155,3 @@ class OnnxModel:
             binding.bind_output(name, "cuda", 0)
         self.session.run_with_iobinding(binding)
         return dict(zip(self.output_names, binding.copy_outputs_to_cpu()))
-
-    def predict(self, samples, batch_size: int = 64, collate_lock=None) -> dict[str, np.ndarray]:
-        """Every output for `samples`, in order, run `batch_size` at a time. collate_lock, when
-        given, is held while tokenising (fast tokenizers are not thread-safe)."""
-        from contextlib import nullcontext
-
-        lock = collate_lock or nullcontext()
-        outs = []
-        for i in range(0, len(samples), batch_size):
-            with lock:
-                feed = self.collate(samples[i : i + batch_size])
-            outs.append(self.run(feed))
-        return {name: np.concatenate([o[name] for o in outs]) for name in self.output_names}

@@ -1,11 +1,18 @@
 """Featurize a folder of clips with the app's front end into a training dataset.
 
     python -m model.featurize --clips DIR --labels labels.csv --out DATASET [--workers 2]
+    python -m model.featurize ... --dask [ADDRESS]      # on a Dask cluster
 
 labels.csv has MMSA's columns (video_id, clip_id, text, label, mode). A clip is
 DIR/<video_id>/<clip_id>.<ext> or DIR/<video_id>_<clip_id>.<ext> for any
 supported extension. Resumable: clips whose features exist are skipped; every
 write is atomic. Failed clips go to errors.csv and are never written as rows.
+
+Workers (local processes, or Dask workers) only extract; this process writes every
+file, so a cluster's workers need to read the clips (the same path on every machine)
+but never the output folder. `--dask` alone starts a LocalCluster of `--workers`
+processes bound to 127.0.0.1, unless DASK_SCHEDULER_ADDRESS names a scheduler;
+`--dask tcp://HOST:8786` uses that scheduler.
 """
 from __future__ import annotations
 
@@ -19,14 +26,14 @@ from dataclasses import asdict, dataclass
 from multiprocessing import get_context
 from pathlib import Path
 
+from model import featurize_worker as worker
 from model.cli import add_dataclass_flags, dataclass_from_args
-from model.features import FeatureError, FrontEnd, FrontEndConfig
+from model.features import FrontEnd, FrontEndConfig
 from model.features.dataset import (ERROR_COLUMNS, SAMPLE_COLUMNS, SPLITS, atomic_write, feature_path,
                                     load_clip, load_featurized, normalisation, save_clip, write_csv)
 
 log = logging.getLogger(__name__)
 MEDIA_EXTENSIONS = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".wav", ".mp3", ".m4a", ".flac", ".ogg")
-VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".webm", ".avi")
 
 
 @dataclass
@@ -34,8 +41,10 @@ class FeaturizeConfig:
     clips: str = ""
     labels: str = ""
     out: str = ""
-    workers: int = 1     # processes; each loads its own front end
+    workers: int = 1     # processes (or LocalCluster workers); each loads its own front end
     limit: int = 0       # >0: only the first N rows of labels.csv
+    # "": no Dask. "local": DASK_SCHEDULER_ADDRESS if set, else a LocalCluster. Otherwise a scheduler address.
+    dask: str = ""
 
 
 def find_clip(clips: Path, names: set[str], video_id: str, clip_id: str) -> Path | None:
@@ -60,29 +69,22 @@ def read_labels(path: Path) -> list[dict]:
     return rows
 
 
-# ---- worker side: one FrontEnd per process ----
-_FRONT_END: FrontEnd | None = None
+def _save(result: dict) -> dict:
+    """Write a successful result's features (atomically); the result without its arrays."""
+    features = result.pop("features", None)
+    if features is not None:
+        save_clip(Path(result["out"]), **features)
+    return result
 
 
-def _init_worker(config: dict) -> None:
-    global _FRONT_END
-    logging.basicConfig(level=logging.WARNING)
-    _FRONT_END = FrontEnd(FrontEndConfig(**config))
-
-
-def _featurize_one(job: dict) -> dict:
-    """Extract and save one clip; returns the job with 'reason' set when it failed."""
-    clip = Path(job["file"])
-    try:
-        kw = {"video": clip} if clip.suffix.lower() in VIDEO_EXTENSIONS else {"audio": clip}
-        f = _FRONT_END.extract(text=job["text"], **kw)
-    except FeatureError as e:
-        return {**job, "reason": str(e)}
-    except Exception as e:  # an unexpected failure in one clip must not stop a long run
-        log.exception("%s failed", clip)
-        return {**job, "reason": f"internal error: {e.__class__.__name__}: {e}"}
-    save_clip(Path(job["out"]), f.audio, f.visual, f.text, f.text_source, f.quality)
-    return {**job, "reason": ""}
+def _run_local(jobs: list[dict], cfg: FeaturizeConfig, front_end: FrontEnd, fe_cfg: FrontEndConfig):
+    if cfg.workers <= 1:
+        worker.use_front_end(front_end)
+        yield from map(worker.extract, jobs)
+        return
+    with ProcessPoolExecutor(cfg.workers, mp_context=get_context("spawn"), initializer=worker.init_front_end,
+                             initargs=(asdict(fe_cfg),)) as pool:
+        yield from pool.map(worker.extract, jobs, chunksize=1)
 
 
 def _check_spec(out: Path, spec: dict) -> None:
@@ -125,20 +127,20 @@ def featurize(cfg: FeaturizeConfig, fe_cfg: FrontEndConfig) -> dict:
 
     log.info("%d clips: %d already done, %d to do, %d not found", len(rows), done, len(jobs), len(errors))
     progress = tqdm(total=len(jobs), desc="featurize", unit="clip", file=sys.stderr)
-    if cfg.workers <= 1:
-        global _FRONT_END
-        _FRONT_END = front_end
-        results = map(_featurize_one, jobs)
-        for res in results:
-            errors += [res] if res["reason"] else []
-            progress.update()
+    if cfg.dask and jobs:
+        from model.featurize_dask import run_on_dask
+
+        results = run_on_dask(jobs, asdict(fe_cfg), cfg.dask, cfg.workers)
     else:
-        with ProcessPoolExecutor(cfg.workers, mp_context=get_context("spawn"), initializer=_init_worker,
-                                 initargs=(asdict(fe_cfg),)) as pool:
-            for res in pool.map(_featurize_one, jobs, chunksize=1):
-                errors += [res] if res["reason"] else []
-                progress.update()
+        results = _run_local(jobs, cfg, front_end, fe_cfg)
+    for result in results:
+        result = _save(result)
+        errors += [result] if result["reason"] else []
+        progress.update()
     progress.close()
+    # One order for errors.csv whatever order the workers finished in: that of labels.csv.
+    order = {(r["video_id"], r["clip_id"]): i for i, r in reversed(list(enumerate(rows)))}
+    errors.sort(key=lambda e: order[(e["video_id"], e["clip_id"])])
 
     # samples.csv lists every clip whose features exist (this run's and earlier runs').
     samples, listed = [], set()
@@ -165,7 +167,9 @@ def featurize(cfg: FeaturizeConfig, fe_cfg: FrontEndConfig) -> dict:
 def main(argv=None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_dataclass_flags(parser, FeaturizeConfig)
+    add_dataclass_flags(parser, FeaturizeConfig, skip=("dask",))
+    parser.add_argument("--dask", nargs="?", const="local", default=None, metavar="ADDRESS",
+                        help="extract on Dask: a LocalCluster (or DASK_SCHEDULER_ADDRESS), or the scheduler at ADDRESS")
     add_dataclass_flags(parser, FrontEndConfig)
     args = parser.parse_args(argv)
     cfg = dataclass_from_args(FeaturizeConfig, args)

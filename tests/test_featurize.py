@@ -96,3 +96,28 @@ def test_changed_front_end_refuses_the_old_folder(corpus, tmp_path, capsys):
     _run(clips, labels, tmp_path / "ds", "--limit", "1")
     with pytest.raises(SystemExit, match="different front end"):
         _run(clips, labels, tmp_path / "ds", "--limit", "1", "--video-fps", "2")
+
+
+def _contents(dataset):
+    """Every file of a dataset as comparable values (npz members decoded: zip entries carry write times)."""
+    from model.features.dataset import load_clip
+
+    files = {name: (dataset / name).read_text() for name in ("samples.csv", "errors.csv", "normalisation.json", "feature_spec.json")}
+    for path in sorted((dataset / "features").glob("*.npz")):
+        clip = load_clip(path)
+        files[path.name] = (clip["audio"].tobytes(), clip["visual"].tobytes(), clip["text"], clip["text_source"], clip["quality"])
+    return files
+
+
+def test_dask_local_cluster_matches_the_process_pool_and_resumes(corpus, tmp_path, capsys):
+    clips, labels = corpus
+    _run(clips, labels, tmp_path / "pool", "--workers", "2")
+    _run(clips, labels, tmp_path / "dask", "--dask", "--workers", "2", "--limit", "3")  # interrupted after 3 rows
+    capsys.readouterr()
+    _run(clips, labels, tmp_path / "dask", "--dask", "--workers", "2")
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["skipped_existing"] == 3 and summary["written"] == 4 and summary["errors"] == 2
+    pool, dask = _contents(tmp_path / "pool"), _contents(tmp_path / "dask")
+    assert set(pool) == set(dask)
+    for name in pool:
+        assert pool[name] == dask[name], name
