@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .samples import serving_samples
 from .triton import write_triton_repository
 from .triton_client import TritonModel
 
@@ -150,27 +151,6 @@ def load_test(model_dir, url: str, samples, clients: int, requests: int, pad_tok
     }
 
 
-def bench_samples(model_dir, n: int, data_dir: str, seed: int = 0):
-    """Real MOSI transcripts with feature streams of realistic, varied lengths.
-
-    Latency depends on shapes, not on feature values, so the streams are random
-    (2-6 s of voice at 10 Hz, 1-6 s of face at 5 fps)."""
-    import json
-
-    from model.data import Sample, load_mosi
-
-    config = json.loads((Path(model_dir) / "config.json").read_text())["model"]
-    texts = [s.text for s in load_mosi(data_dir, "mosi-std")["test"]]
-    rng = np.random.default_rng(seed)
-    frames = {"audio": (20, 60), "visual": (5, 30)}
-    samples = []
-    for i in range(n):
-        features = {m: rng.normal(size=(int(rng.integers(*frames[m])), config[f"{m}_dim"])).astype(np.float32)
-                    for m in config["modalities"] if m != "text"}
-        samples.append(Sample(id=str(i), text=texts[int(rng.integers(len(texts)))], label=0.0, features=features))
-    return samples
-
-
 def main(argv: list[str] | None = None) -> None:
     from model.cli import emit_json
 
@@ -187,7 +167,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
-    samples = bench_samples(args.model_dir, 64, args.data_dir)
+    samples = serving_samples(args.model_dir, 64, args.data_dir)
     reference = OnnxModel(args.model_dir, providers=["CPUExecutionProvider"], threads=1)
     with tempfile.TemporaryDirectory() as repo:
         write_triton_repository(args.model_dir, repo, backend="python")

@@ -12,16 +12,22 @@ state is written atomically; running the same command again after a crash or
 kill resumes after the last finished epoch (`--no-resume` starts over) and, on
 CPU, ends bit-identical to an uninterrupted run, because every epoch reseeds
 from (seed, epoch).
+
+Under torchrun (`torchrun --nproc_per_node N -m model.train ...`) it trains on N
+processes, each on its own shard of every epoch with `--batch-size` rows per step
+(model/distributed.py); rank 0 writes the checkpoints and logs.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import os
 import random
 import shutil
 import time
 from dataclasses import asdict, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +35,7 @@ import torch
 from tqdm import tqdm
 
 from .checkpoint import FEATURE_SPEC, atomic_write_text, load_weights, save_checkpoint, save_weights
+from . import distributed
 from .cli import add_dataclass_flags, dataclass_from_args
 from .config import ModelConfig, TrainConfig, TupleNCEConfig
 from .encoders import resolve_text_encoder
@@ -40,6 +47,8 @@ from .targets import words_first
 
 log = logging.getLogger("mmim.train")
 RESUME_FILE = "resume.json"
+# Offsets each process's random stream under torchrun; rank 0 keeps a plain run's.
+RANK_SEED_STRIDE = 7_919_993
 
 
 def seed_everything(seed: int) -> None:
@@ -101,7 +110,10 @@ def drop_modalities(batch: Batch, modalities: tuple[str, ...], p: float, generat
     return batch
 
 
-def train_step(model: MMIM, batch, cfg: TrainConfig, opt_main, opt_mmilb) -> dict[str, float]:
+def train_step(model: MMIM, batch, cfg: TrainConfig, opt_main, opt_mmilb, sync=None) -> dict[str, float]:
+    """One two-stage step. `sync(params)`, when given, averages the gradients of `params`
+    over the training processes before each optimizer step."""
+    sync = sync or (lambda params: None)
     out = model(**batch.model_inputs())
     logs = {}
     use_mi = cfg.alpha > 0 or cfg.beta > 0
@@ -109,7 +121,9 @@ def train_step(model: MMIM, batch, cfg: TrainConfig, opt_main, opt_mmilb) -> dic
     if lld:
         opt_mmilb.zero_grad(set_to_none=True)
         (-sum(lld.values())).backward()
-        torch.nn.utils.clip_grad_norm_([p for g in opt_mmilb.param_groups for p in g["params"]], cfg.clip_grad)
+        params = [p for g in opt_mmilb.param_groups for p in g["params"]]
+        sync(params)
+        torch.nn.utils.clip_grad_norm_(params, cfg.clip_grad)
         opt_mmilb.step()
         logs.update({f"lld_stage1_{m}": v.item() for m, v in lld.items()})
 
@@ -127,7 +141,9 @@ def train_step(model: MMIM, batch, cfg: TrainConfig, opt_main, opt_mmilb) -> dic
         logs.update({f"unimodal_{m}": v.item() for m, v in unimodal.items()})
     opt_main.zero_grad(set_to_none=True)
     loss.backward()
-    torch.nn.utils.clip_grad_norm_([p for g in opt_main.param_groups for p in g["params"]], cfg.clip_grad)
+    params = [p for g in opt_main.param_groups for p in g["params"]]
+    sync(params)
+    torch.nn.utils.clip_grad_norm_(params, cfg.clip_grad)
     opt_main.step()
     logs.update(loss=loss.item(), task=task.item())
     return logs
@@ -269,13 +285,24 @@ def load_resume_state(run_dir: Path, model, opt_main, opt_mmilb, device: str) ->
 
 
 def train(cfg: TrainConfig, resume: bool = True) -> dict:
+    """Train (or resume) the run in cfg.out_dir; its metrics. Under torchrun, on every process."""
+    ctx, device = distributed.setup(cfg.device)
+    try:
+        return _train(replace(cfg, device=device), resume, ctx)
+    finally:
+        distributed.teardown(ctx)
+
+
+def _train(cfg: TrainConfig, resume: bool, ctx: distributed.Context) -> dict:
     from transformers import AutoTokenizer
 
     run_dir = Path(cfg.out_dir)
     if resume and (run_dir / "metrics.json").is_file():
         log.info("%s already finished; remove it to retrain", run_dir)
         return json.loads((run_dir / "metrics.json").read_text())
-    run_dir.mkdir(parents=True, exist_ok=True)
+    distributed.barrier(ctx)  # no rank may find the folder half-made by rank 0
+    if ctx.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     torch.use_deterministic_algorithms(True, warn_only=True)
@@ -289,6 +316,7 @@ def train(cfg: TrainConfig, resume: bool = True) -> dict:
     for m, encoder in model.encoders.items():
         encoder.set_normalisation(*feature_statistics(splits["train"], m))
     model.to(cfg.device)
+    distributed.broadcast_state(ctx, model)  # one starting point (the text encoder is pretrained; the rest is seeded)
     tokenizer = AutoTokenizer.from_pretrained(resolve_text_encoder(model_cfg.text_encoder))
     collate = Collator(tokenizer, model_cfg.max_text_len, model_cfg.modalities)
     pretrain_report = None
@@ -296,75 +324,94 @@ def train(cfg: TrainConfig, resume: bool = True) -> dict:
         # Saved in the run folder before epoch 1, so a resumed run loads it instead of redoing it.
         from .tuple_nce import pretrain_or_reuse
 
-        pretrain_report = pretrain_or_reuse(model, splits, collate, cfg, run_dir, reuse=resume)
+        if ctx.is_main:
+            pretrain_report = pretrain_or_reuse(model, splits, collate, cfg, run_dir, reuse=resume)
+        distributed.barrier(ctx)
+        distributed.broadcast_state(ctx, model)
     opt_main, opt_mmilb = make_optimizers(model, cfg)
     extra = {"train": {k: v for k, v in asdict(cfg).items() if k != "model"}}
 
     state = load_resume_state(run_dir, model, opt_main, opt_mmilb, cfg.device) if resume else None
     if state is None:
         state = {"epoch": 0, "best": None, "best_epoch": 0, "stale": 0, "history": []}
+    elif ctx.is_main:
+        log.info("resuming %s after epoch %d", run_dir, state["epoch"])
+    if ctx.is_main and state["epoch"] == 0:
         (run_dir / "metrics.jsonl").unlink(missing_ok=True)
         save_checkpoint(model, tokenizer, run_dir, extra)
         if cfg.benchmark == "featurized":
             # What the features are travels with the weights, so that export and the app
             # can refuse a front end that makes different ones.
             shutil.copyfile(Path(cfg.data_dir) / FEATURE_SPEC, run_dir / FEATURE_SPEC)
-    else:
-        log.info("resuming %s after epoch %d", run_dir, state["epoch"])
+    elif ctx.is_main:
         # A kill between the two writes may have logged the lost epoch already.
         lines = "".join(json.dumps(h) + "\n" for h in state["history"])
         atomic_write_text(run_dir / "metrics.jsonl", lines)
     log.info(
-        "%s %s seed %d: %s, %d/%d/%d samples",
+        "%s %s seed %d: %s, %d/%d/%d samples%s",
         cfg.benchmark, cfg.variant, cfg.seed, "+".join(model_cfg.modalities),
         len(splits["train"]), len(splits["valid"]), len(splits["test"]),
+        f", {ctx.world_size} processes of {cfg.batch_size} rows per step" if ctx.enabled else "",
     )
+    sync = partial(distributed.average_gradients, ctx) if ctx.enabled else None
 
     for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
         if state["stale"] >= cfg.patience:
             break
         start = time.perf_counter()
-        seed_everything(epoch_seed(cfg.seed, epoch))
-        generator = torch.Generator().manual_seed(epoch_seed(cfg.seed, epoch))
+        # Each process draws its own dropout and modality-dropout masks (rank 0's are a plain run's).
+        seed_everything(epoch_seed(cfg.seed, epoch) + RANK_SEED_STRIDE * ctx.rank)
+        generator = torch.Generator().manual_seed(epoch_seed(cfg.seed, epoch) + RANK_SEED_STRIDE * ctx.rank)
         model.train()
         sums: dict[str, float] = {}
-        n_batches = -(-len(splits["train"]) // cfg.batch_size)
-        bar = tqdm(
-            iterate_batches(splits["train"], cfg.batch_size, generator),
-            total=n_batches, desc=f"epoch {epoch}", leave=False, disable=not cfg.progress,
-        )
+        if ctx.enabled:
+            mine = [splits["train"][i] for i in distributed.shard(ctx, len(splits["train"]), cfg.seed, epoch)]
+            batches = iterate_batches(mine, cfg.batch_size)
+        else:
+            mine, batches = splits["train"], iterate_batches(splits["train"], cfg.batch_size, generator)
+        n_batches = -(-len(mine) // cfg.batch_size)
+        bar = tqdm(batches, total=n_batches, desc=f"epoch {epoch}", leave=False, disable=not cfg.progress or not ctx.is_main)
         for samples in bar:
             batch = collate(samples)
             if cfg.modality_dropout > 0:
                 batch = drop_modalities(batch, model_cfg.modalities, cfg.modality_dropout, generator)
-            logs = train_step(model, batch.to(cfg.device), cfg, opt_main, opt_mmilb)
+            logs = train_step(model, batch.to(cfg.device), cfg, opt_main, opt_mmilb, sync)
             for k, v in logs.items():
                 sums[k] = sums.get(k, 0.0) + v
             bar.set_postfix(loss=f"{logs['loss']:.3f}")
         seconds = time.perf_counter() - start
-        valid = evaluate(model, splits["valid"], collate, cfg)
+        train_means = distributed.mean_over_ranks(ctx, {k: v / n_batches for k, v in sums.items()})
+        # Rank 0 scores validation and decides; every process follows its decision.
+        valid = distributed.broadcast_object(ctx, evaluate(model, splits["valid"], collate, cfg) if ctx.is_main else None)
         record = {"epoch": epoch, "seconds": seconds}
-        record.update({f"train_{k}": v / n_batches for k, v in sums.items()})
+        record.update({f"train_{k}": v for k, v in train_means.items()})
         record.update({f"valid_{k}": v for k, v in valid.items()})
-        with open(run_dir / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
+        if ctx.is_main:
+            with open(run_dir / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
         state["history"].append(record)
 
         value = valid[cfg.select_on]
         value = -value if cfg.select_on in ("corr",) or cfg.select_on.startswith(("acc", "f1")) else value
         if state["best"] is None or value < state["best"]:
             state.update(best=value, best_epoch=epoch, stale=0)
-            save_weights(model, run_dir / "model.safetensors")
+            if ctx.is_main:
+                save_weights(model, run_dir / "model.safetensors")
         else:
             state["stale"] += 1
         state["epoch"] = epoch
-        save_resume_state(run_dir, model, opt_main, opt_mmilb, state)
+        if ctx.is_main:
+            save_resume_state(run_dir, model, opt_main, opt_mmilb, state)
         log.info(
             "epoch %d  %.1fs  loss %.4f  valid mae %.4f corr %.4f%s",
             epoch, seconds, record["train_loss"], valid["mae"], valid["corr"],
             "  *" if state["best_epoch"] == epoch else "",
         )
 
+    in_sync = distributed.max_parameter_difference(ctx, model)
+    distributed.barrier(ctx)  # rank 0's last write is done
+    if not ctx.is_main:
+        return {}
     load_weights(model, run_dir / "model.safetensors", cfg.device)
     entropies = store_training_statistics(model, splits["train"], collate, cfg)
     save_weights(model, run_dir / "model.safetensors")
@@ -385,6 +432,9 @@ def train(cfg: TrainConfig, resume: bool = True) -> dict:
     }
     if pretrain_report is not None:
         metrics["tuple_nce"] = pretrain_report
+    if ctx.enabled:
+        metrics["distributed"] = {"world_size": ctx.world_size, "batch_size_per_process": cfg.batch_size,
+                                  "max_parameter_difference": in_sync}
     plot_curves(history, run_dir / "curves.png")
     atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     (run_dir / RESUME_FILE).unlink(missing_ok=True)
@@ -401,7 +451,10 @@ def main(argv: list[str] | None = None) -> None:
     add_dataclass_flags(parser, TupleNCEConfig)
     parser.add_argument("--no-resume", action="store_true", help="start over even if a run state exists")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    # Under torchrun only rank 0 reports progress.
+    rank = os.environ.get("RANK", "0")
+    logging.basicConfig(level=logging.INFO if rank == "0" else logging.WARNING,
+                        format=f"%(asctime)s %(name)s{'' if rank == '0' else f' [rank {rank}]'} %(message)s")
     cfg = dataclass_from_args(
         TrainConfig, args, model=dataclass_from_args(ModelConfig, args), tuple_nce=dataclass_from_args(TupleNCEConfig, args)
     )
