@@ -42,7 +42,7 @@ def benchmark(ckpt_dir, model_dir, runs: int = 30, threads: int = 0, batch_sizes
     model, tokenizer = load_checkpoint(ckpt_dir)
     graph = ServingGraph(model).eval()
     config = json.loads((Path(ckpt_dir) / "config.json").read_text())
-    samples = load_splits(config["train"]["benchmark"], data_dir or config["train"]["data_dir"])["test"]
+    samples = load_splits(config["train"]["benchmark"], data_dir or config["train"]["data_dir"], model.config.context)["test"]
     collate = Collator(tokenizer, model.config.max_text_len, model.config.modalities)
     manifest = json.loads((Path(model_dir) / "manifest.json").read_text())
     sessions = {v: OnnxModel(model_dir, v, providers=providers, threads=threads or torch.get_num_threads()) for v in manifest["variants"]}
@@ -72,7 +72,7 @@ def shapley_cost(ckpt_dir, runs: int = 30, batch_sizes=(1, 32), data_dir=None) -
     model, tokenizer = load_checkpoint(ckpt_dir)
     graph = ServingGraph(model).eval()
     config = json.loads((Path(ckpt_dir) / "config.json").read_text())
-    samples = load_splits(config["train"]["benchmark"], data_dir or config["train"]["data_dir"])["test"]
+    samples = load_splits(config["train"]["benchmark"], data_dir or config["train"]["data_dir"], model.config.context)["test"]
     collate = Collator(tokenizer, model.config.max_text_len, model.config.modalities)
     out = {}
     for samples_b in sample_batches(samples, batch_sizes):

@@ -55,7 +55,7 @@ def build_model_folder(
     (out_dir / FEATURE_SPEC).write_text(json.dumps(feature_spec_for(ckpt_dir, config), indent=2) + "\n")
 
     benchmark = config.get("train", {}).get("benchmark")
-    splits = load_splits(benchmark, data_dir or config["train"]["data_dir"])
+    splits = load_splits(benchmark, data_dir or config["train"]["data_dir"], model.config.context)
     collate = Collator(tokenizer, model.config.max_text_len, model.config.modalities)
     session = make_session(onnx_path, ["CPUExecutionProvider"])
     batches = sample_batches(splits["test"])

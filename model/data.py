@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .context import Segment, join_context, previous_texts
+
 # Which modalities each benchmark uses. mosi-std leaves video out because the
 # shared video features were trained with labels that cover the std test fold.
 BENCHMARKS = {
@@ -39,6 +41,8 @@ class Sample:
     # Optional valence of each modality on its own (tuples built from separate corpora);
     # a modality without one falls back to `label`.
     targets: dict[str, float] = field(default_factory=dict)
+    # Transcripts of the segments before this one in its video, most recent first (model/context.py).
+    context: tuple[str, ...] = ()
 
 
 @dataclass
@@ -63,7 +67,12 @@ class Batch:
 
 
 class Collator:
-    """Tokenises text and pads feature sequences into a `Batch`."""
+    """Tokenises text and pads feature sequences into a `Batch`.
+
+    A sample with context is tokenised as the pair (its text, its context joined by the
+    tokenizer's separator); truncation takes tokens from the longer of the two first, so
+    the target keeps its words unless it alone is over half of max_text_len.
+    """
 
     def __init__(self, tokenizer, max_text_len: int, modalities: tuple[str, ...]):
         self.tokenizer = tokenizer
@@ -72,12 +81,12 @@ class Collator:
         self.nonverbal = tuple(m for m in ("audio", "visual") if m in modalities)
 
     def __call__(self, samples: list[Sample]) -> Batch:
+        texts = [s.text for s in samples]
+        pairs = {}
+        if any(s.context for s in samples):
+            pairs["text_pair"] = [join_context(list(s.context), self.tokenizer.sep_token) for s in samples]
         tokens = self.tokenizer(
-            [s.text for s in samples],
-            padding=True,
-            truncation=True,
-            max_length=self.max_text_len,
-            return_tensors="pt",
+            texts, **pairs, padding=True, truncation=True, max_length=self.max_text_len, return_tensors="pt"
         )
         # An absent transcript is marked by an all-zero attention mask; the
         # model then ignores the encoder's output for that row.
@@ -110,16 +119,17 @@ def ctx_valid_videos(train_videos: set[str]) -> set[str]:
     return set(ordered[: max(1, round(CTX_VALID_SHARE * len(ordered)))])
 
 
-def load_splits(benchmark: str, data_dir: str | Path) -> dict[str, list[Sample]]:
-    """Train/valid/test samples of any benchmark: MOSI's, or a featurized dataset."""
+def load_splits(benchmark: str, data_dir: str | Path, context: int = 0) -> dict[str, list[Sample]]:
+    """Train/valid/test samples of any benchmark: MOSI's, or a featurized dataset; with
+    context > 0, each sample carries the transcripts of up to that many previous segments."""
     if benchmark == "featurized":
         from .features.dataset import load_featurized
 
-        return load_featurized(data_dir)
-    return load_mosi(data_dir, benchmark)
+        return load_featurized(data_dir, context)
+    return load_mosi(data_dir, benchmark, context)
 
 
-def load_mosi(data_dir: str | Path, benchmark: str) -> dict[str, list[Sample]]:
+def load_mosi(data_dir: str | Path, benchmark: str, context: int = 0) -> dict[str, list[Sample]]:
     """Train/valid/test samples of a MOSI benchmark from the shared data folder."""
     if benchmark not in BENCHMARKS or benchmark == "featurized":
         raise ValueError(f"unknown benchmark {benchmark!r}; choose from {sorted(BENCHMARKS)}")
@@ -141,15 +151,20 @@ def load_mosi(data_dir: str | Path, benchmark: str) -> dict[str, list[Sample]]:
             for r in rows
         ]
 
+    # MOSI transcripts are all upper case; encoders expect normal text.
+    texts = [r["text"].lower() for r in rows]
+    before = previous_texts(
+        [Segment(r["video_id"], split, float(r["start_s"]), text) for r, split, text in zip(rows, split_of, texts)], context
+    )
     splits: dict[str, list[Sample]] = {"train": [], "valid": [], "test": []}
     for i, (row, split) in enumerate(zip(rows, split_of)):
         splits[split].append(
             Sample(
                 id=row["id"],
-                # MOSI transcripts are all upper case; encoders expect normal text.
-                text=row["text"].lower(),
+                text=texts[i],
                 label=float(row["label"]),
                 features={m: features[m][i : i + 1] for m in modalities if m != "text"},
+                context=tuple(before[i]),
             )
         )
     return splits

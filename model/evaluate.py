@@ -34,21 +34,22 @@ def evaluate_checkpoint(ckpt_dir: str | Path, split: str = "test", data_dir: str
     ckpt_dir = Path(ckpt_dir)
     model, tokenizer = load_checkpoint(ckpt_dir, device)
     train_cfg = TrainConfig(**json.loads((ckpt_dir / "config.json").read_text())["train"])
-    samples = load_splits(train_cfg.benchmark, data_dir or train_cfg.data_dir)[split]
+    samples = load_splits(train_cfg.benchmark, data_dir or train_cfg.data_dir, model.config.context)[split]
     collate = Collator(tokenizer, model.config.max_text_len, model.config.modalities)
     scores = predict(model, samples, collate, 64, device)["score"]
     return sentiment_metrics(scores.numpy(), [s.label for s in samples])
 
 
 def summarise(root: str | Path, split: str = "test") -> list[dict]:
-    """One row per (benchmark, text encoder, variant): mean and std over seeds."""
+    """One row per (benchmark, text encoder, context, variant): mean and std over seeds."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for path in sorted(Path(root).rglob("metrics.json")):
         m = json.loads(path.read_text())
-        groups[(m["benchmark"], m["text_encoder"], m["variant"])].append(m)
+        groups[(m["benchmark"], m["text_encoder"], m.get("context", 0), m["variant"])].append(m)
     rows = []
-    for (benchmark, encoder, variant), runs in sorted(groups.items()):
-        row = {"benchmark": benchmark, "text_encoder": encoder, "variant": variant, "seeds": sorted(r["seed"] for r in runs)}
+    for (benchmark, encoder, context, variant), runs in sorted(groups.items()):
+        row = {"benchmark": benchmark, "text_encoder": encoder, "context": context, "variant": variant,
+               "seeds": sorted(r["seed"] for r in runs)}
         for name in METRIC_NAMES:
             values = np.array([r[split][name] for r in runs], dtype=np.float64)
             row[name] = {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0}
@@ -59,13 +60,13 @@ def summarise(root: str | Path, split: str = "test") -> list[dict]:
 
 
 def markdown_table(rows: list[dict]) -> str:
-    head = ["benchmark", "text encoder", "variant", "n"] + [
+    head = ["benchmark", "text encoder", "context", "variant", "n"] + [
         {"mae": "MAE ↓", "corr": "Corr", "acc7": "Acc-7", "acc5": "Acc-5", "acc2_has0": "Acc-2 has0",
          "acc2_non0": "Acc-2 non0", "f1_has0": "F1 has0", "f1_non0": "F1 non0"}[n] for n in METRIC_NAMES
     ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        cells = [r["benchmark"], r["text_encoder"], r["variant"], str(len(r["seeds"]))]
+        cells = [r["benchmark"], r["text_encoder"], str(r.get("context", 0)), r["variant"], str(len(r["seeds"]))]
         for n in METRIC_NAMES:
             scale = 100 if n in PERCENT else 1
             digits = 1 if n in PERCENT else 3

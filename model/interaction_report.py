@@ -42,7 +42,7 @@ def interaction_report(ckpt_dir: str | Path, split: str = "test", out_dir: str |
     ckpt_dir = Path(ckpt_dir)
     model, tokenizer = load_checkpoint(ckpt_dir)
     train_cfg = TrainConfig(**json.loads((ckpt_dir / "config.json").read_text())["train"])
-    samples = load_splits(train_cfg.benchmark, data_dir or train_cfg.data_dir)[split]
+    samples = load_splits(train_cfg.benchmark, data_dir or train_cfg.data_dir, model.config.context)[split]
     collate = Collator(tokenizer, model.config.max_text_len, model.config.modalities)
     out = predict(model, samples, collate, 64, "cpu")
     with torch.no_grad():

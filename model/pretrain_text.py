@@ -26,7 +26,8 @@ from torch import nn
 from tqdm import tqdm
 
 from .cli import add_dataclass_flags, dataclass_from_args
-from .encoders import TextEncoder, resolve_text_encoder
+from .encoders import TextEncoder
+from .text_models import resolve_text_encoder
 from .metrics import sentiment_metrics
 from .train import seed_everything
 

@@ -38,7 +38,7 @@ from .checkpoint import FEATURE_SPEC, atomic_write_text, load_weights, save_chec
 from . import distributed
 from .cli import add_dataclass_flags, dataclass_from_args
 from .config import ModelConfig, TrainConfig, TupleNCEConfig
-from .encoders import resolve_text_encoder
+from .text_models import resolve_text_encoder
 from .data import BENCHMARKS, Batch, Collator, Sample, feature_statistics, load_splits
 from .metrics import sentiment_metrics
 from .mi import mixture_entropy
@@ -71,6 +71,12 @@ def build_model_config(cfg: TrainConfig, splits: dict[str, list[Sample]]) -> Mod
     modalities = ("text",) if cfg.variant == "text" else tuple(m for m in available if m in requested)
     dims = {f"{m}_dim": splits["train"][0].features[m].shape[1] for m in modalities if m != "text"}
     return replace(cfg.model, modalities=modalities, unimodal_heads=cfg.model.unimodal_heads or cfg.unimodal_weight > 0, **dims)
+
+
+def encoder_label(model: ModelConfig) -> str:
+    """How summaries name a run's text encoder: the alias or the folder's name, and the pooling if not [CLS]."""
+    name = {"": "MiniLM-L6", "minilm": "MiniLM-L6", "mpnet": "MPNet"}.get(model.text_encoder, Path(model.text_encoder).name)
+    return name if model.text_pooling == "cls" else f"{name} ({model.text_pooling})"
 
 
 def make_optimizers(model: MMIM, cfg: TrainConfig) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer | None]:
@@ -308,7 +314,7 @@ def _train(cfg: TrainConfig, resume: bool, ctx: distributed.Context) -> dict:
     torch.use_deterministic_algorithms(True, warn_only=True)
     seed_everything(cfg.seed)
 
-    splits = load_splits(cfg.benchmark, cfg.data_dir)
+    splits = load_splits(cfg.benchmark, cfg.data_dir, cfg.model.context)
     if cfg.limit_train:
         splits["train"] = splits["train"][: cfg.limit_train]
     model_cfg = build_model_config(cfg, splits)
@@ -422,7 +428,8 @@ def _train(cfg: TrainConfig, resume: bool, ctx: distributed.Context) -> dict:
         "seed": cfg.seed,
         "modalities": list(model_cfg.modalities),
         # The folder name identifies a custom encoder in summaries.
-        "text_encoder": Path(cfg.model.text_encoder).name if cfg.model.text_encoder else "MiniLM-L6",
+        "text_encoder": encoder_label(cfg.model),
+        "context": cfg.model.context,
         "best_epoch": state["best_epoch"],
         "epochs_run": len(history),
         "epoch_seconds": float(np.median([h["seconds"] for h in history])),

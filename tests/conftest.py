@@ -29,10 +29,10 @@ def tiny_bert(tmp_path_factory) -> str:
     import torch
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    from model.encoders import default_text_encoder_path
+    from model.text_models import minilm_path
 
     path = tmp_path_factory.mktemp("tiny_bert")
-    tokenizer = AutoTokenizer.from_pretrained(default_text_encoder_path())
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path())
     torch.manual_seed(0)
     config = BertConfig(
         vocab_size=tokenizer.vocab_size,

@@ -68,21 +68,28 @@ def write_csv(path: Path, columns: tuple[str, ...], rows: list[dict]) -> None:
     atomic_write(path, write)
 
 
-def load_featurized(dataset: str | Path) -> dict[str, list[Sample]]:
+def load_featurized(dataset: str | Path, context: int = 0) -> dict[str, list[Sample]]:
     """{"train","valid","test": [Sample]} with features {"audio": (T_a, d), "visual": (T_v, d)};
-    length 0 means that modality is absent for the clip, "" text means text absent."""
+    length 0 means that modality is absent for the clip, "" text means text absent. With
+    context > 0, the texts of up to that many earlier clips of the same video and split
+    (ordered by clip_id, numerically where clip ids are numbers)."""
     dataset = Path(dataset)
     if not (dataset / "samples.csv").is_file():
         raise FileNotFoundError(f"{dataset}/samples.csv not found; build it with `python -m model.featurize`")
+    from model.context import Segment, previous_texts
+
     splits: dict[str, list[Sample]] = {s: [] for s in SPLITS}
     with open(dataset / "samples.csv", newline="", encoding="utf-8") as f:
-        for row in csv.DictReader(f):
-            clip = load_clip(feature_path(dataset, row["video_id"], row["clip_id"]))
-            targets = {c.removeprefix("label_"): float(row[c]) for c in MODALITY_LABEL_COLUMNS if row.get(c)}
-            splits[row["split"]].append(Sample(
-                id=sample_id(row["video_id"], row["clip_id"]), text=row["text"], label=float(row["label"]),
-                features={"audio": clip["audio"].astype(np.float32), "visual": clip["visual"].astype(np.float32)},
-                targets=targets))
+        rows = list(csv.DictReader(f))
+    order = [float(r["clip_id"]) if r["clip_id"].isdigit() else float(i) for i, r in enumerate(rows)]
+    before = previous_texts([Segment(r["video_id"], r["split"], o, r["text"]) for r, o in zip(rows, order)], context)
+    for row, previous in zip(rows, before):
+        clip = load_clip(feature_path(dataset, row["video_id"], row["clip_id"]))
+        targets = {c.removeprefix("label_"): float(row[c]) for c in MODALITY_LABEL_COLUMNS if row.get(c)}
+        splits[row["split"]].append(Sample(
+            id=sample_id(row["video_id"], row["clip_id"]), text=row["text"], label=float(row["label"]),
+            features={"audio": clip["audio"].astype(np.float32), "visual": clip["visual"].astype(np.float32)},
+            targets=targets, context=tuple(previous)))
     return splits
 
 
