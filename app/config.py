@@ -25,6 +25,9 @@ class AppConfig:
     threads: int = 0  # ONNX Runtime intra-op threads; 0 = one per usable core
     asr: bool = True  # transcribe the audio when no text is given
     asr_model: str = DEFAULT_ASR_MODEL  # Whisper: tiny.en | base | a local CTranslate2 directory
+    # Timeline: the words of up to K previous segments go with each segment's words, as the
+    # model was trained (model/context.py). -1: the model's own setting; 0: none.
+    context: int = -1
 
     @property
     def max_upload_bytes(self) -> int:

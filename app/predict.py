@@ -28,6 +28,8 @@ def main(argv=None) -> int:
     parser.add_argument("--timeline", action="store_true", help="a whole video: one result per segment")
     parser.add_argument("--csv", default=None, help="with --timeline: also write one row per segment here")
     parser.add_argument("--max-timeline-s", type=float, default=AppConfig.max_timeline_s)
+    parser.add_argument("--context", type=int, default=AppConfig.context,
+                        help="with --timeline: previous segments read with each one (-1: the model's setting)")
     parser.add_argument("--asr-model", default=AppConfig.asr_model,
                         help="speech recogniser: tiny.en, base or a local CTranslate2 Whisper directory")
     args = parser.parse_args(argv)
@@ -44,7 +46,7 @@ def main(argv=None) -> int:
         else:
             video = video or args.clip
     config = AppConfig(model_dir=args.model_dir, max_duration_s=args.max_duration_s, max_upload_mb=args.max_upload_mb, threads=args.threads,
-                       asr_model=args.asr_model, max_timeline_s=args.max_timeline_s)
+                       asr_model=args.asr_model, max_timeline_s=args.max_timeline_s, context=args.context)
     try:
         predictor = Predictor(config.model_dir, config)
         if args.timeline:

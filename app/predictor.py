@@ -52,6 +52,8 @@ class Predictor:
             expected_feature_spec=frontend.spec(),
         )
         self.modalities = tuple(self.model.config["modalities"])
+        # Previous segments read with each timeline segment: the operator's choice, else the model's training.
+        self.context = self.config.context if self.config.context >= 0 else int(self.model.config.get("context", 0))
         # K = bank + the clip itself: CPC estimates never exceed log K.
         self.cpc_bound = float(math.log(self.model.config.get("diagnostic_bank", 127) + 1))
         # Fast tokenizers are not safe to call from several threads at once ("Already
@@ -90,8 +92,12 @@ class Predictor:
         if not usable:
             raise FeatureError("nothing this model can use was found in any part of the recording "
                                "(no speech, no visible face); give a recording with speech or a face")
+        from model.context import Segment, previous_texts
+
+        before = previous_texts([Segment("recording", "", (seg.start,), f.text) for seg, f in zip(long.segments, long.clips)],
+                                self.context)
         t0 = time.perf_counter()
-        outs = dict(zip(usable, self._run([long.clips[i] for i in usable])))
+        outs = dict(zip(usable, self._run([long.clips[i] for i in usable], [before[i] for i in usable])))
         model_s = time.perf_counter() - t0
         rows = []
         for i, (seg, features) in enumerate(zip(long.segments, long.clips)):
@@ -110,6 +116,7 @@ class Predictor:
         top, bottom = int(np.argmax(scores)), int(np.argmin(scores))
         return {
             "duration_s": round(long.duration_s, 3),
+            "context_segments": self.context,
             "score": round(overall, 6), "label": interpret.label(overall),
             "strongest_positive": rows.index(scored[top]) if scores[top] > 0 else None,
             "strongest_negative": rows.index(scored[bottom]) if scores[bottom] < 0 else None,
@@ -134,9 +141,12 @@ class Predictor:
             reasons = "; ".join(f"{m}: {features.quality.get(f'{m}_absent_reason', 'absent')}" for m in self.modalities)
             raise FeatureError(f"nothing this model can use was found in the input ({reasons}); give text, speech or a visible face")
 
-    def _run(self, clips: list) -> list[dict]:
-        """One batched ONNX run; a dict of outputs per clip."""
+    def _run(self, clips: list, contexts: list[list[str]] | None = None) -> list[dict]:
+        """One batched ONNX run; a dict of outputs per clip. contexts: per clip, the words of
+        the segments before it, most recent first."""
         samples = [f.to_sample(f"clip{i}") for i, f in enumerate(clips)]
+        for sample, context in zip(samples, contexts or []):
+            sample.context = tuple(context)
         outs = self.model.predict(samples, batch_size=64, collate_lock=self._collate_lock)
         return [{name: value[i] for name, value in outs.items()} for i in range(len(clips))]
 

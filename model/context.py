@@ -16,7 +16,7 @@ from dataclasses import dataclass
 class Segment:
     video: str
     split: str
-    start: float  # orders segments within a video (start time, or clip number)
+    position: tuple  # orders segments within a video: (start time, clip number), or the clip number
     text: str
 
 
@@ -30,7 +30,7 @@ def previous_texts(segments: list[Segment], k: int) -> list[list[str]]:
         groups[(s.video, s.split)].append(i)
     out: list[list[str]] = [[] for _ in segments]
     for members in groups.values():
-        ordered = sorted(members, key=lambda i: segments[i].start)
+        ordered = sorted(members, key=lambda i: segments[i].position)
         for position, i in enumerate(ordered):
             before = ordered[max(0, position - k) : position]
             out[i] = [segments[j].text for j in reversed(before) if segments[j].text.strip()]

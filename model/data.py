@@ -154,7 +154,8 @@ def load_mosi(data_dir: str | Path, benchmark: str, context: int = 0) -> dict[st
     # MOSI transcripts are all upper case; encoders expect normal text.
     texts = [r["text"].lower() for r in rows]
     before = previous_texts(
-        [Segment(r["video_id"], split, float(r["start_s"]), text) for r, split, text in zip(rows, split_of, texts)], context
+        [Segment(r["video_id"], split, (float(r["start_s"]), int(r["clip_id"])), text)
+         for r, split, text in zip(rows, split_of, texts)], context
     )
     splits: dict[str, list[Sample]] = {"train": [], "valid": [], "test": []}
     for i, (row, split) in enumerate(zip(rows, split_of)):

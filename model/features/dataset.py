@@ -81,7 +81,7 @@ def load_featurized(dataset: str | Path, context: int = 0) -> dict[str, list[Sam
     splits: dict[str, list[Sample]] = {s: [] for s in SPLITS}
     with open(dataset / "samples.csv", newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
-    order = [float(r["clip_id"]) if r["clip_id"].isdigit() else float(i) for i, r in enumerate(rows)]
+    order = [(int(r["clip_id"]),) if r["clip_id"].isdigit() else (i,) for i, r in enumerate(rows)]
     before = previous_texts([Segment(r["video_id"], r["split"], o, r["text"]) for r, o in zip(rows, order)], context)
     for row, previous in zip(rows, before):
         clip = load_clip(feature_path(dataset, row["video_id"], row["clip_id"]))
