@@ -81,13 +81,15 @@ class Collator:
         self.nonverbal = tuple(m for m in ("audio", "visual") if m in modalities)
 
     def __call__(self, samples: list[Sample]) -> Batch:
-        texts = [s.text for s in samples]
-        pairs = {}
         if any(s.context for s in samples):
-            pairs["text_pair"] = [join_context(list(s.context), self.tokenizer.sep_token) for s in samples]
-        tokens = self.tokenizer(
-            texts, **pairs, padding=True, truncation=True, max_length=self.max_text_len, return_tensors="pt"
-        )
+            # One row at a time, so that a row without context reads exactly as it would alone
+            # (a pair with an empty second text would add a separator).
+            rows = [self.tokenizer(s.text, join_context(list(s.context), self.tokenizer.sep_token) or None,
+                                   truncation=True, max_length=self.max_text_len) for s in samples]
+            tokens = self.tokenizer.pad(rows, padding=True, return_tensors="pt")
+        else:
+            tokens = self.tokenizer([s.text for s in samples], padding=True, truncation=True,
+                                    max_length=self.max_text_len, return_tensors="pt")
         # An absent transcript is marked by an all-zero attention mask; the
         # model then ignores the encoder's output for that row.
         text_present = torch.tensor([[bool(s.text.strip())] for s in samples])
