@@ -306,8 +306,7 @@ def _train(cfg: TrainConfig, resume: bool, ctx: distributed.Context) -> dict:
     if resume and (run_dir / "metrics.json").is_file():
         log.info("%s already finished; remove it to retrain", run_dir)
         return json.loads((run_dir / "metrics.json").read_text())
-    distributed.barrier(ctx)  # no rank may find the folder half-made by rank 0
-    if ctx.is_main:
+    if ctx.is_main:  # the only rank that writes
         run_dir.mkdir(parents=True, exist_ok=True)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
