@@ -83,6 +83,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--summarise", metavar="RUNS", help="folder of runs to summarise over seeds")
     parser.add_argument("--out", help="write the summary here (.md table, or .json)")
+    parser.add_argument("--runs-out", help="with --summarise: also write every run's metrics.json, as one JSON list")
     parser.add_argument("--report", action="store_true",
                         help="interaction report: PID per pair of modalities, mean |Shapley|, interaction indices")
     parser.add_argument("--report-dir", default=None, help="where --report writes (default: RUN/report-<split>)")
@@ -105,6 +106,9 @@ def main(argv: list[str] | None = None) -> None:
         if args.out:
             out = Path(args.out)
             out.write_text(json.dumps(rows, indent=2) + "\n" if out.suffix == ".json" else table)
+        if args.runs_out:
+            runs = [json.loads(p.read_text()) for p in sorted(Path(args.summarise).rglob("metrics.json"))]
+            Path(args.runs_out).write_text(json.dumps(runs, indent=2) + "\n")
     if not args.checkpoints and not args.summarise:
         parser.error("give checkpoint directories or --summarise RUNS")
 
