@@ -25,15 +25,23 @@ from .onnx import ServingGraph, sample_batches
 from .runtime import OnnxModel
 
 
-def median_ms(fn, runs: int, warmup: int = 3) -> float:
+def times_ms(fn, runs: int, warmup: int = 3, synchronize=None) -> list[float]:
+    """Milliseconds of each of `runs` calls of fn() after `warmup` untimed ones. With
+    `synchronize` (CUDA runs asynchronously), a timing ends when the device is done."""
     for _ in range(warmup):
         fn()
     times = []
     for _ in range(runs):
         start = time.perf_counter()
         fn()
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
+        if synchronize:
+            synchronize()
+        times.append(1000 * (time.perf_counter() - start))
+    return times
+
+
+def median_ms(fn, runs: int, warmup: int = 3) -> float:
+    return statistics.median(times_ms(fn, runs, warmup))
 
 
 def benchmark(ckpt_dir, model_dir, runs: int = 30, threads: int = 0, batch_sizes=(1, 32), providers=None, data_dir=None) -> dict:

@@ -19,17 +19,16 @@ import argparse
 import json
 import logging
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
 
 from .artifacts import MANIFEST, VARIANT_FILES, write_manifest
-from .onnx import PARITY_RTOL, PARITY_TOLERANCE, PERCENTILE_TOLERANCE, convert_fp16
+from .bench import times_ms
+from .onnx import convert_fp16, parity_gap
 from .runtime import OnnxModel
 from .samples import serving_samples
 
-log = logging.getLogger("mmim.gpu_check")
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
 # fp16 is reported, not gated: its error depends on the model's value ranges.
@@ -40,15 +39,12 @@ def cuda_status() -> dict:
     """Whether ONNX Runtime really runs on CUDA here (the GPU wheel lists CUDA either way)."""
     import onnxruntime as ort
 
-    status = {"ort_providers": ort.get_available_providers(), "ort_cuda": False, "torch_cuda": False, "device_name": None}
-    try:
-        import torch
+    import torch
 
-        status["torch_cuda"] = torch.cuda.is_available()
-        if status["torch_cuda"]:
-            status["device_name"] = torch.cuda.get_device_name(0)
-    except ImportError:
-        pass
+    status = {"ort_providers": ort.get_available_providers(), "ort_cuda": False,
+              "torch_cuda": torch.cuda.is_available(), "device_name": None}
+    if status["torch_cuda"]:
+        status["device_name"] = torch.cuda.get_device_name(0)
     if CUDA in status["ort_providers"]:
         from .runtime import make_session
 
@@ -81,15 +77,7 @@ def prepare(source: Path, out: Path) -> tuple[Path, Path | None]:
 
 def timings(run, runs: int, synchronize=None) -> dict:
     """p50/p95 ms of `run()` after warm-up."""
-    for _ in range(5):
-        run()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        run()
-        if synchronize:
-            synchronize()
-        times.append(1000 * (time.perf_counter() - start))
+    times = times_ms(run, runs, warmup=5, synchronize=synchronize)
     return {"p50_ms": float(np.percentile(times, 50)), "p95_ms": float(np.percentile(times, 95)), "runs": runs}
 
 
@@ -103,13 +91,12 @@ def speed(run_one, run_many, batch: int, runs: int, synchronize=None) -> dict:
 def parity(reference: dict[str, np.ndarray], got: dict[str, np.ndarray], fp16: bool) -> dict:
     worst, passed = {}, True
     for name, want in reference.items():
-        diff = np.where(np.isnan(want) & np.isnan(got[name]), 0.0, np.abs(want - got[name]))
+        diff, allowed = parity_gap(name, want, got[name])
         worst[name] = float(diff.max())
         if fp16:
             if name == "score":
                 passed &= worst[name] <= FP16_SCORE_TOLERANCE
         else:
-            allowed = PERCENTILE_TOLERANCE if name.endswith("_percentile") else PARITY_TOLERANCE + PARITY_RTOL * np.abs(want)
             passed &= bool((diff <= allowed).all())
     return {"max_abs_diff": worst, "passed": bool(passed)}
 

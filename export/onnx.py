@@ -180,6 +180,14 @@ def ragged_batch(samples, seed: int = 0):
     return out
 
 
+def parity_gap(name: str, expected: np.ndarray, got: np.ndarray, tolerance: float = PARITY_TOLERANCE) -> tuple[np.ndarray, np.ndarray]:
+    """(|got - expected|, what is allowed) per element of output `name`. Both NaN is agreement:
+    a model without stored quantiles has NaN percentiles."""
+    diff = np.where(np.isnan(expected) & np.isnan(got), 0.0, np.abs(expected - got))
+    allowed = PERCENTILE_TOLERANCE if name.endswith("_percentile") else tolerance + PARITY_RTOL * np.abs(expected)
+    return diff, allowed
+
+
 def check_parity(model: MMIM, session, collate, batches, tolerance: float = PARITY_TOLERANCE) -> dict[str, float]:
     """Max |ORT - PyTorch| per output over the batches; raises ParityError where an output
     differs by more than tolerance + PARITY_RTOL * |PyTorch| (a percentile: PERCENTILE_TOLERANCE)."""
@@ -193,10 +201,8 @@ def check_parity(model: MMIM, session, collate, batches, tolerance: float = PARI
             expected = graph(*(batch[name] for name in graph.inputs))
         got = session.run(graph.outputs, feed)
         for name, e, g in zip(graph.outputs, expected, got):
-            # Both NaN is agreement: a model without stored quantiles has NaN percentiles.
-            diff = np.where(np.isnan(e.numpy()) & np.isnan(g), 0.0, np.abs(e.numpy() - g))
+            diff, allowed = parity_gap(name, e.numpy(), g, tolerance)
             worst[name] = max(worst[name], float(diff.max()))
-            allowed = PERCENTILE_TOLERANCE if name.endswith("_percentile") else tolerance + PARITY_RTOL * np.abs(e.numpy())
             if not (diff <= allowed).all():
                 bad[name] = worst[name]
     if bad:

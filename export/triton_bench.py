@@ -28,7 +28,6 @@ from .samples import serving_samples
 from .triton import write_triton_repository
 from .triton_client import TritonModel
 
-log = logging.getLogger("mmim.triton")
 SERVE_SCRIPT = Path(__file__).with_name("serve_triton.sh")
 
 
