@@ -19,13 +19,11 @@ from pathlib import Path, PurePosixPath
 from typing import Callable
 
 from model.features import FeatureError
+from model.features.media import MEDIA_EXTS, VIDEO_EXTS
 
 from .config import AppConfig
 
 log = logging.getLogger("mmim.app")
-AUDIO_EXTS = {".wav", ".mp3", ".m4a", ".flac", ".ogg", ".opus", ".aac"}
-VIDEO_EXTS = {".mp4", ".webm", ".mov", ".mkv", ".avi", ".m4v"}
-MEDIA_EXTS = AUDIO_EXTS | VIDEO_EXTS
 # Zip bombs: a member that claims to expand more than this many times is refused.
 MAX_COMPRESSION_RATIO = 200
 DIAGNOSTIC_KEYS = ("present", "ba", "ba_percentile", "cpc", "cpc_percentile", "shapley", "contribution")
@@ -105,7 +103,7 @@ def collect_clips(files: list[str | Path], workdir: Path, config: AppConfig) -> 
         elif f.suffix.lower() in MEDIA_EXTS:
             clips.append(Clip(f.name, f))
         elif f.suffix.lower() != ".csv":  # a transcripts CSV dropped among the clips is fine
-            raise FeatureError(f"{f.name} is not an audio or video clip or a zip; allowed: {', '.join(sorted(MEDIA_EXTS | {'.zip'}))}")
+            raise FeatureError(f"{f.name} is not an audio or video clip or a zip; allowed: {', '.join(sorted(MEDIA_EXTS + ('.zip',)))}")
     if not clips:
         raise FeatureError("no clips given; upload audio/video files or a zip of them")
     if len(clips) > config.max_batch_files:

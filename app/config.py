@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from model.features.text import DEFAULT_ASR_MODEL
+from model.features.speech import DEFAULT_ASR_MODEL
 
 DEFAULT_MODEL_DIR = "weights/mmim-clip"
 
@@ -26,7 +26,7 @@ class AppConfig:
     asr: bool = True  # transcribe the audio when no text is given
     asr_model: str = DEFAULT_ASR_MODEL  # Whisper: tiny.en | base | a local CTranslate2 directory
     # Timeline: the words of up to K previous segments go with each segment's words, as the
-    # model was trained (model/context.py). -1: the model's own setting; 0: none.
+    # model was trained (model/data/context.py). -1: the model's own setting; 0: none.
     context: int = -1
 
     @property

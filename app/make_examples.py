@@ -21,9 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
+from model.files import data_root
+
 log = logging.getLogger("mmim.app.examples")
 OUT = Path(__file__).resolve().parent / "examples"
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = data_root()
 RATE = 16000
 FPS = 10
 SIDE = 48 * 3

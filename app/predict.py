@@ -11,7 +11,8 @@ import logging
 import sys
 from pathlib import Path
 
-from .batch import AUDIO_EXTS
+from model.features.media import AUDIO_EXTS
+
 from .config import AppConfig
 
 

@@ -92,7 +92,7 @@ class Predictor:
         if not usable:
             raise FeatureError("nothing this model can use was found in any part of the recording "
                                "(no speech, no visible face); give a recording with speech or a face")
-        from model.context import Segment, previous_texts
+        from model.data.context import Segment, previous_texts
 
         before = previous_texts([Segment("recording", "", (seg.start,), f.text) for seg, f in zip(long.segments, long.clips)],
                                 self.context)

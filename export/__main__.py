@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--triton-name", default="mmim")
     parser.add_argument("--triton-backend", default="onnxruntime", choices=("onnxruntime", "python"),
                         help="onnxruntime: NVIDIA's container; python: ONNX Runtime inside the python backend "
-                             "(export/serve_triton.sh)")
+                             "(export/triton/serve.sh)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 

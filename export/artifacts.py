@@ -10,11 +10,11 @@
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 from model.checkpoint import FEATURE_SPEC
+from model.files import sha256
 
 MANIFEST = "manifest.json"
 VARIANT_FILES = {"fp32": "model.onnx", "int8": "model.int8.onnx", "fp16": "model.fp16.onnx"}
@@ -23,13 +23,6 @@ VARIANT_FILES = {"fp32": "model.onnx", "int8": "model.int8.onnx", "fp16": "model
 class ModelFolderError(ValueError):
     """The model folder is incomplete, altered, or does not fit the feature front end."""
 
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def feature_spec_for(ckpt_dir: Path, config: dict) -> dict:

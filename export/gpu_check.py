@@ -23,6 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
+from model.features.visual import EXPRESSION_MODEL
+from model.onnx_session import make_session
+
 from .artifacts import MANIFEST, VARIANT_FILES, write_manifest
 from .bench import times_ms
 from .onnx import convert_fp16, parity_gap
@@ -46,9 +49,7 @@ def cuda_status() -> dict:
     if status["torch_cuda"]:
         status["device_name"] = torch.cuda.get_device_name(0)
     if CUDA in status["ort_providers"]:
-        from .runtime import make_session
-
-        probe = Path(__file__).resolve().parents[1] / "weights" / "expression" / "fer_cnn.onnx"
+        probe = EXPRESSION_MODEL  # any small graph shows whether CUDA loads
         if probe.is_file():
             status["ort_cuda"] = make_session(probe, [CUDA, CPU]).get_providers()[0] == CUDA
     return status
@@ -101,7 +102,7 @@ def parity(reference: dict[str, np.ndarray], got: dict[str, np.ndarray], fp16: b
     return {"max_abs_diff": worst, "passed": bool(passed)}
 
 
-def check(source: str | Path, out: str | Path, runs: int = 200, batch: int = 64, data_dir: str = "../shared/data/mosi",
+def check(source: str | Path, out: str | Path, runs: int = 200, batch: int = 64, data_dir: str = "",
           provider: str = CUDA) -> dict:
     """The report. `provider` other than CUDA runs the whole GPU path on that provider
     (PyTorch on the CPU): how the command is tested on machines without a GPU."""
@@ -187,7 +188,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", required=True)
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--data-dir", default="../shared/data/mosi")
+    parser.add_argument("--data-dir", default="", help="MOSI folder (default: the shared data folder's mosi/)")
     parser.add_argument("--provider", default=CUDA, help="run the GPU path on another ONNX Runtime provider "
                         "(CPUExecutionProvider: to test this command without a GPU)")
     args = parser.parse_args(argv)

@@ -16,33 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
+from model.onnx_session import make_session, usable_cores
+
 from .artifacts import FEATURE_SPEC, VARIANT_FILES, ModelFolderError, verify_folder
 
 log = logging.getLogger("mmim.runtime")
 
-
-def _usable_cores() -> int:
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
-
-
-def make_session(path: Path, providers: list[str] | None = None, threads: int = 0):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    # One intra-op thread per usable core; inter-op parallelism only adds contention for this graph.
-    options.intra_op_num_threads = threads or _usable_cores()
-    options.inter_op_num_threads = 1
-    wanted = providers or ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    # The GPU wheel lists CUDA even where its libraries are missing; ORT then logs
-    # an error and falls back to CPU. Silence that: the caller logs what is in use.
-    ort.set_default_logger_severity(4)
-    try:
-        available = set(ort.get_available_providers())
-        session = ort.InferenceSession(str(path), options, providers=[p for p in wanted if p in available])
-    finally:
-        ort.set_default_logger_severity(2)
-    return session
 
 
 def spec_differences(ours, theirs, prefix: str = "") -> list[str]:
@@ -61,7 +40,7 @@ def _shaping(spec: dict | None) -> dict:
 class ServedModel:
     """What every way of serving an exported folder shares: the folder's manifest and
     config, its tokenizer, the training collate, and batched `predict`. Subclasses say
-    how a feed is `run` (ONNX Runtime here, Triton in export.triton_client)."""
+    how a feed is `run` (ONNX Runtime here, Triton in export.triton.client)."""
 
     def __init__(self, model_dir: str | Path, expected_feature_spec: dict | None = None):
         self.dir = Path(model_dir)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -14,20 +13,13 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .config import ModelConfig
+from .files import atomic_write_text
 from .mmim import MMIM
 
 TEXT_ENCODER_DIR = "text_encoder"
 # What the non-verbal inputs are (written by model.featurize); travels dataset -> checkpoint -> export.
 FEATURE_SPEC = "feature_spec.json"
 
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temporary file and rename, so a kill never leaves half a file."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def save_weights(model: torch.nn.Module, path: Path) -> None:

@@ -5,10 +5,9 @@ needed to rebuild the network without the command line that made it.
 """
 from __future__ import annotations
 
-import dataclasses
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
+
+from .metrics import LOWER_IS_BETTER, METRIC_NAMES
 
 MODALITIES = ("text", "audio", "visual")
 NONVERBAL = ("audio", "visual")
@@ -24,7 +23,7 @@ class ModelConfig:
     text_pooling: str = "cls"
     max_text_len: int = 50
     # Transcripts of the K previous segments of the same video, read after the target's
-    # (model/context.py); 0: the target alone. Needs a larger max_text_len to matter.
+    # (model/data/context.py); 0: the target alone. Needs a larger max_text_len to matter.
     context: int = 0
     # Text is always present; audio and visual are optional.
     modalities: tuple[str, ...] = ("text",)
@@ -100,7 +99,7 @@ class TupleNCEConfig:
 @dataclass
 class TrainConfig:
     benchmark: str = "mosi-std"  # mosi-std | mosi-ctx | featurized (a `model.featurize` dataset)
-    data_dir: str = "../shared/data/mosi"
+    data_dir: str = ""  # MOSI: "" is data_root()/mosi (model/files.py); featurized: the dataset folder
     out_dir: str = "runs/mosi-std"
     seed: int = 0
     # "full" (MMIM), "no_mi" (alpha = beta = 0) or "text" (text only).
@@ -125,10 +124,11 @@ class TrainConfig:
     # Weight of the L1 loss of the unimodal heads (each modality scored from h_m alone,
     # against its own label where the sample has one); 0 = no heads.
     unimodal_weight: float = 0.0
-    # The fused target: "label", or "words_first" (model/targets.py) from the per-modality
+    # The fused target: "label", or "words_first" (model/data/targets.py) from the per-modality
     # labels of the modalities left after dropout.
     target_rule: str = "label"
-    # Metric that selects the model on the validation split (lower is better).
+    # Metric that selects the model on the validation split (any of metrics.METRIC_NAMES;
+    # its direction comes from metrics.LOWER_IS_BETTER).
     select_on: str = "mae"
     num_threads: int = 0  # 0 leaves torch's default
     device: str = "cpu"
@@ -148,20 +148,16 @@ class TrainConfig:
             raise ValueError(f"unknown target_rule {self.target_rule!r}; choose label or words_first")
         if self.pretrain not in PRETRAIN:
             raise ValueError(f"unknown pretrain {self.pretrain!r}; choose from {PRETRAIN}")
+        if self.select_on not in METRIC_NAMES:
+            raise ValueError(f"unknown select_on {self.select_on!r}; choose from {METRIC_NAMES}")
         if self.variant not in VARIANTS:
             raise ValueError(f"unknown variant {self.variant!r}; choose from {VARIANTS}")
         if self.variant != "full":
             # The ablations switch the MI terms off; text-only also drops audio/visual.
             self.alpha = self.beta = 0.0
 
+    def selection_loss(self, valid: dict[str, float]) -> float:
+        """The validation figure model selection minimises."""
+        value = valid[self.select_on]
+        return value if self.select_on in LOWER_IS_BETTER else -value
 
-def to_json(cfg) -> str:
-    return json.dumps(dataclasses.asdict(cfg), indent=2)
-
-
-def save_json(cfg, path: Path) -> None:
-    Path(path).write_text(to_json(cfg) + "\n")
-
-
-def load_model_config(path: Path) -> ModelConfig:
-    return ModelConfig(**json.loads(Path(path).read_text()))

@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 METRIC_NAMES = ("mae", "corr", "acc7", "acc5", "acc2_has0", "f1_has0", "acc2_non0", "f1_non0")
+# Every other metric is better when higher.
+LOWER_IS_BETTER = ("mae",)
 
 
 def pearson(a: np.ndarray, b: np.ndarray) -> float:

@@ -27,16 +27,17 @@ from tqdm import tqdm
 
 from .cli import add_dataclass_flags, dataclass_from_args
 from .encoders import TextEncoder
+from .files import data_root
 from .text_models import resolve_text_encoder
 from .metrics import sentiment_metrics
-from .train import seed_everything
+from .run_state import seed_everything
 
 log = logging.getLogger("mmim.pretrain_text")
 
 
 @dataclass
 class PretrainConfig:
-    data_dir: str = "../shared/data/text"
+    data_dir: str = ""  # "": data_root()/text (model/files.py)
     text_encoder: str = ""
     out_dir: str = "runs/minilm-sentiment"
     epochs: int = 3
@@ -97,7 +98,7 @@ def pretrain(cfg: PretrainConfig) -> dict:
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     seed_everything(cfg.seed)
-    splits = load_corpora(cfg.data_dir)
+    splits = load_corpora(cfg.data_dir or data_root() / "text")
     if cfg.limit:
         splits = {k: v[: cfg.limit] for k, v in splits.items()}
     tokenizer = AutoTokenizer.from_pretrained(resolve_text_encoder(cfg.text_encoder))

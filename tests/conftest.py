@@ -1,8 +1,13 @@
-"""Shared fixtures: the real MOSI data folder and a tiny random BERT.
+"""Shared fixtures: the real data, a tiny random BERT, generated clips, a model trained and
+exported on them, and the shipped model; and the test tiers.
 
 The tiny BERT keeps training tests fast; it uses the MiniLM tokenizer, so any
 text works, and it is an ordinary local Hugging Face directory, which is the
 contract every text encoder has to meet.
+
+Tiers: `pytest -m "not slow"` is the unit tier. A test is slow when its module says so
+(Whisper, the browser, Triton, torchrun, MPNet, long videos) or when it uses one of
+SLOW_FIXTURES (each runs Whisper, trains and exports a model, or loads the shipped one).
 """
 from __future__ import annotations
 
@@ -14,6 +19,18 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("MMIM_DATA", REPO.parent / "shared" / "data"))
+SHIPPED = REPO / "weights" / "mmim-clip"
+SLOW_FIXTURES = {"clip_dataset", "clip_model_dir", "shipped", "fe", "fe_asr", "asr"}
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: Whisper, browser, Triton, torchrun, MPNet, the shipped model, long videos")
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if SLOW_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")
@@ -71,7 +88,7 @@ def clip_dataset(tmp_path_factory) -> dict:
 
     from model.featurize import FeaturizeConfig, featurize
     from model.features import FrontEndConfig
-    from tests.media import make_clip
+    from model.features.bench.media import make_clip
 
     root = tmp_path_factory.mktemp("clips")
     clips, rows = root / "clips", []
@@ -106,3 +123,28 @@ def clip_model_dir(tmp_path_factory, clip_dataset, tiny_bert) -> Path:
     train(cfg)
     build_model_folder(root / "ckpt", root / "model")
     return root / "model"
+
+
+@pytest.fixture(scope="session")
+def clip_mp4(tmp_path_factory) -> Path:
+    """A 1.6 s talking-face clip (espeak-ng speech, a real face photo), 240x180 at 10 fps."""
+    from model.features.bench.media import make_clip
+
+    return make_clip(tmp_path_factory.mktemp("clip") / "clip.mp4", seconds=1.6, size=(240, 180), fps=10)
+
+
+@pytest.fixture(scope="session")
+def shipped():
+    """The app's predictor over the shipped model, one per configuration: shipped(asr=False)."""
+    from app.config import AppConfig
+    from app.predictor import Predictor
+
+    made = {}
+
+    def get(**config):
+        key = tuple(sorted(config.items()))
+        if key not in made:
+            made[key] = Predictor(SHIPPED, AppConfig(**{"threads": 1, **config}))
+        return made[key]
+
+    return get

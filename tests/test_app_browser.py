@@ -12,18 +12,20 @@ from app.config import AppConfig
 from app.loadtest import free_port, run_load, start_server, stop_server, wait_ready
 from app.predictor import Predictor
 from model.features import FeatureError
-from tests.media import make_clip
+from model.features.bench.media import make_clip
+
+pytestmark = pytest.mark.slow  # the browser
 
 CHROMIUM = "/usr/bin/chromium"
 TEXT = "I loved this film, it was wonderful."
 
 
 @pytest.fixture(scope="module")
-def media(tmp_path_factory):
+def media(tmp_path_factory, clip_mp4):
     root = tmp_path_factory.mktemp("browser_media")
     bad = root / "broken.mp4"
     bad.write_bytes(b"\x00\x01 this is not a video " * 40)
-    return {"clip": make_clip(root / "clip.mp4", seconds=1.6, size=(240, 180), fps=10), "bad": bad, "root": root}
+    return {"clip": clip_mp4, "bad": bad, "root": root}
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +126,7 @@ def test_small_load_has_no_failures(server, media):
 
 @pytest.fixture(scope="module")
 def talk(media):
-    from tests.media import make_long_clip, spoken_sentences
+    from model.features.bench.media import make_long_clip, spoken_sentences
 
     signal, truth = spoken_sentences(["I loved this film, it was wonderful.", "This was a terrible and boring movie.",
                                       "What a great and happy day this is."], pause_s=2.0)

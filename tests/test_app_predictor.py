@@ -15,7 +15,7 @@ from app.config import AppConfig
 from app.predictor import Predictor
 from export.artifacts import ModelFolderError, write_manifest
 from model.features import FeatureError
-from tests.media import make_audio, make_clip
+from model.features.bench.media import make_audio, make_clip
 
 
 def diag(text=None, audio=None, visual=None, pct_audio=50.0, pct_visual=50.0):
@@ -84,10 +84,10 @@ def predictor(clip_model_dir):
 
 
 @pytest.fixture(scope="module")
-def media(tmp_path_factory):
+def media(tmp_path_factory, clip_mp4):
     root = tmp_path_factory.mktemp("app_media")
     return {
-        "clip": make_clip(root / "clip.mp4", seconds=1.6, size=(240, 180), fps=10),
+        "clip": clip_mp4,
         "silent_no_face": make_clip(root / "blank.mp4", audio=False, face=False, seconds=1.0, size=(240, 180), fps=10),
         "speech": make_audio(root / "speech.wav"),
         "long": make_audio(root / "long.ogg", text=None, seconds=12.0),

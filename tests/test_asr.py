@@ -12,11 +12,12 @@ import pytest
 import soundfile as sf
 
 from model.features import whisper_models
-from model.features.asr_bench import edit_distance, normalise, wer
-from model.features.text import DEFAULT_ASR_MODEL, AsrConfig, Transcriber
+from model.features.bench.asr import edit_distance, normalise, wer
+from model.features.speech import DEFAULT_ASR_MODEL, AsrConfig, Transcriber
 from tests.conftest import DATA, REPO
-from tests.media import speech
+from model.features.bench.media import speech
 
+pytestmark = pytest.mark.slow  # Whisper
 SENTENCE = "I went to see the new film last night and honestly it was wonderful."
 RAVDESS_KIDS = DATA / "ravdess/audio/Actor_23/03-01-05-02-01-01-23.flac"  # angry, strong: "Kids are talking by the door"
 
@@ -129,7 +130,8 @@ def refuse(*a, **k):
 socket.socket.connect = refuse
 socket.create_connection = refuse
 import soundfile as sf
-from model.features.text import AsrConfig, Transcriber
+from model.features.speech import AsrConfig, Transcriber
+
 x, _ = sf.read({str(wav)!r}, dtype="float32")
 print(Transcriber(AsrConfig(model={DEFAULT_ASR_MODEL!r})).transcribe(x).text)
 """

@@ -17,13 +17,13 @@ from export.runtime import OnnxModel
 from model.checkpoint import load_checkpoint
 from model.data import Collator
 from model.features import AUDIO_DIM, VISUAL_DIM
-from model.features.dataset import load_featurized
+from model.data.featurized import load_featurized
 
 
 def test_featurized_dataset_is_complete(clip_dataset):
     dataset, rows = clip_dataset["dataset"], clip_dataset["rows"]
     assert clip_dataset["summary"]["written"] == len(rows) == 14 and clip_dataset["summary"]["errors"] == 0
-    for name in ("feature_spec.json", "samples.csv", "normalisation.json", "errors.csv"):
+    for name in ("feature_spec.json", "samples.csv", "errors.csv"):
         assert (dataset / name).is_file()
     splits = load_featurized(dataset)
     assert {k: len(v) for k, v in splits.items()} == {"train": 8, "valid": 3, "test": 3}

@@ -100,6 +100,7 @@ def test_ragged_batch_with_absent_rows_matches_pytorch(exported, mosi_dir):
     assert (got["contribution_audio"][absent_audio] == 0).all()
 
 
+@pytest.mark.slow  # a second export
 def test_a_second_export_in_one_process_keeps_dynamic_axes(exported, tmp_path):
     ckpt, _, _ = exported
     model, _ = load_checkpoint(ckpt)

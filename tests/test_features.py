@@ -13,7 +13,7 @@ import soundfile as sf
 from model.features import (AUDIO_DIM, AUDIO_NAMES, VISUAL_DIM, VISUAL_NAMES, FeatureError, FrontEnd,
                             FrontEndConfig)
 from tests.conftest import DATA
-from tests.media import make_audio, make_clip, no_face_frame, two_faces_frame
+from model.features.bench.media import make_audio, make_clip, no_face_frame, two_faces_frame
 
 FER_HAPPY = 3
 
@@ -89,8 +89,8 @@ def test_audio_containers(fe, tmp_path, ext):
 
 
 def test_speech_recognition_when_no_text(fe_asr, media):
-    from model.features.asr_bench import wer
-    from tests.media import SPEECH
+    from model.features.bench.asr import wer
+    from model.features.bench.media import SPEECH
 
     f = fe_asr.extract(audio=media["speech"])
     assert f.text_source == "automatic" and wer([SPEECH], [f.text]) <= 0.15, f.text
@@ -108,7 +108,7 @@ def test_speech_recognition_on_real_ravdess(fe_asr):
 def test_other_languages_are_flagged_not_scored(fe_asr, tmp_path):
     import soundfile as sf
 
-    from tests.media import speech
+    from model.features.bench.media import speech
 
     if not fe_asr.transcriber.multilingual:
         pytest.skip("the default model is English only")
@@ -364,7 +364,7 @@ def test_yuface_finds_a_tilted_face_that_haar_misses():
     import cv2
 
     from model.features.visual import DetectorConfig, FaceDetector
-    from tests.media import _face_image
+    from model.features.bench.media import _face_image
 
     canvas = np.full((480, 640), 110, np.uint8)
     face = cv2.cvtColor(cv2.resize(_face_image(tight=True), (240, 240)), cv2.COLOR_RGB2GRAY)

@@ -193,7 +193,7 @@ def test_mi_terms_use_present_rows_only(model_and_collate):
 
 
 def test_modality_dropout_never_hides_every_modality(model_and_collate):
-    from model.train import drop_modalities
+    from model.train_step import drop_modalities
 
     _, collate = model_and_collate
     samples = make_samples(64)

@@ -5,7 +5,7 @@ from math import log
 import numpy as np
 import pytest
 
-from model.pid import decompose, joint, quantile_codes
+from model.experiments.pid import decompose, joint, quantile_codes
 
 LN2 = log(2)
 
@@ -43,7 +43,7 @@ def test_quantile_codes():
 
 
 def test_report_on_a_trained_model(tmp_path, mosi_dir, tiny_bert):
-    from model.interaction_report import interaction_report
+    from model.experiments.interaction_report import interaction_report
     from tests.test_train import fixture_config
     from model.train import train
 

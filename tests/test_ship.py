@@ -4,15 +4,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model.ship import BIN_EDGES, FACE_VALENCE, STRONG, VOICE_VALENCE, face_clip, match_tuples, valence_bin
+from export.ship.corpora import FACE_VALENCE, STRONG, VOICE_VALENCE, face_clip
+from export.ship.tuples import BIN_EDGES, match_tuples, valence_bin
 
-REPO = Path(__file__).resolve().parents[1]
-SHIPPED = REPO / "weights" / "mmim-clip"
+from tests.conftest import REPO, SHIPPED
 
 
 def test_valence_bins_split_polarity_and_strength():
     assert [valence_bin(v) for v in (-3, -1.5, -1.0, 0.0, 0.5, 1.0, 2.0, 3.0)] == [0, 0, 1, 2, 2, 3, 4, 4]
-    assert len(BIN_EDGES) + 1 == 5
     # Every emotion keeps its polarity at both intensities; neutral is the only 0.
     for emotion, v in VOICE_VALENCE.items():
         assert np.sign(v) == np.sign(v * STRONG)
@@ -78,19 +77,21 @@ def test_shipped_folder_is_complete_verified_and_small():
     assert "CC BY-NC-SA 4.0" in card and "not trained on aligned multimodal recordings" in card
 
 
-@pytest.fixture(scope="module")
-def shipped():
-    from app.config import AppConfig
-    from app.predictor import Predictor
+def test_the_model_card_is_generated_from_the_folders_own_metrics():
+    """No figure in the card is typed by hand: regenerating it from metrics.json, the config and
+    the feature spec gives the shipped card exactly."""
+    import json
 
-    # Refuses to load if the front end no longer makes the features the model was trained on.
-    # No speech recognition: a voice is scored on its sound alone.
-    return Predictor(SHIPPED, AppConfig(asr=False))
+    from export.ship.card import model_card
+
+    report = json.loads((SHIPPED / "metrics.json").read_text())
+    assert model_card(report, SHIPPED) == (SHIPPED / "MODEL_CARD.md").read_text()
+    assert f"| text alone, MOSI standard test fold | {report['unimodal']['text_mosi_test']['n']} |" in model_card(report, SHIPPED)
 
 
 def test_shipped_model_reads_words_the_right_way(shipped):
-    good = shipped.predict(text="this was a wonderful, moving film and I loved every minute of it")
-    bad = shipped.predict(text="a boring, stupid mess; I hated it and want my money back")
+    good = shipped(asr=False).predict(text="this was a wonderful, moving film and I loved every minute of it")
+    bad = shipped(asr=False).predict(text="a boring, stupid mess; I hated it and want my money back")
     assert good["score"] > 0.5 and bad["score"] < -0.5
     assert good["diagnostics"]["audio"]["shapley"] == "absent"
 
@@ -106,7 +107,7 @@ def test_shipped_model_reads_voices_the_right_way(shipped):
     scores = {}
     for emotion in ("happy", "angry"):
         files = [r["file"] for r in rows if r["emotion"] == emotion and r["intensity"] == "strong"]
-        results = [shipped.predict(audio=DATA / "ravdess" / f) for f in files]
+        results = [shipped(asr=False).predict(audio=DATA / "ravdess" / f) for f in files]
         assert all(r["text_source"] == "absent" and r["diagnostics"]["audio"]["present"] for r in results)
         scores[emotion] = np.mean([r["score"] for r in results])
     assert scores["happy"] - scores["angry"] > 0.5, scores
@@ -134,7 +135,7 @@ def test_positive_words_with_a_negative_voice_and_face_score_lower(shipped):
     words = "the film was nice and the ending was good"
     happy = Sample("", words, 0.0, {"audio": voice("Actor_23/03-01-03-02-01-01-23.flac"), "visual": face("happy")})
     angry = Sample("", words, 0.0, {"audio": voice("Actor_23/03-01-05-02-01-01-23.flac"), "visual": face("angry")})
-    run = lambda s: float(shipped.model.run(shipped.model.collate([s]))["score"][0])
+    run = lambda s: float(shipped(asr=False).model.run(shipped(asr=False).model.collate([s]))["score"][0])
     assert run(angry) < run(happy) - 0.3
 
 
@@ -149,9 +150,9 @@ def test_shipped_model_reads_faces_the_right_way(shipped):
     for expression in ("happy", "angry"):
         index = np.flatnonzero((fer["split"] == "test") & (fer["y"] == EXPRESSIONS.index(expression)))[:40]
         feats = [frontend.visual_features(face_clip(fer["x"][i], 3, 4, rng))[0] for i in index]
-        clips = [shipped.model.collate([_face_sample(f)]) for f in feats if len(f)]
+        clips = [shipped(asr=False).model.collate([_face_sample(f)]) for f in feats if len(f)]
         assert len(clips) >= 15  # the detector finds most of them
-        scores[expression] = np.mean([shipped.model.run(c)["score"][0] for c in clips])
+        scores[expression] = np.mean([shipped(asr=False).model.run(c)["score"][0] for c in clips])
     assert scores["happy"] > 0 > scores["angry"]
 
 

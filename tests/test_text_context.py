@@ -2,13 +2,12 @@
 of an MPNet checkpoint with context."""
 from __future__ import annotations
 
-import os
 
 import numpy as np
 import pytest
 import torch
 
-from model.context import Segment, join_context, previous_texts
+from model.data.context import Segment, join_context, previous_texts
 from model.data import Collator, Sample, load_mosi
 
 
@@ -56,13 +55,13 @@ def test_the_target_comes_first_and_truncation_drops_context_first(tiny_bert):
     assert tokenizer.decode(ids[1 : 1 + n]) == target and ids[1 + n] == tokenizer.sep_token_id
 
 
+@pytest.mark.slow  # MPNet
 def test_mpnet_loads_offline_from_its_wheels_without_token_type_ids():
     from transformers import AutoTokenizer
 
     from model.encoders import TextEncoder
     from model.text_models import resolve_text_encoder
 
-    assert os.environ.get("HF_HUB_OFFLINE") == "1"
     path = resolve_text_encoder("mpnet")
     assert resolve_text_encoder("mpnet") == path  # unpacked once
     tokenizer = AutoTokenizer.from_pretrained(path)
@@ -100,12 +99,14 @@ def tiny_mpnet(tmp_path_factory) -> str:
     return str(path)
 
 
+@pytest.mark.slow  # MPNet
 def test_mpnet_checkpoint_with_context_exports_with_parity(tmp_path, mosi_dir, tiny_mpnet):
     from export.build import build_model_folder
     from export.runtime import OnnxModel
     from model.checkpoint import load_checkpoint
     from model.config import ModelConfig, TrainConfig
-    from model.train import predict, train
+    from model.inference import predict
+    from model.train import train
 
     cfg = TrainConfig(benchmark="mosi-std", data_dir=str(mosi_dir), out_dir=str(tmp_path / "ckpt"), limit_train=48,
                       epochs=1, batch_size=16, num_threads=1, progress=False,
@@ -130,7 +131,7 @@ def test_mpnet_checkpoint_with_context_exports_with_parity(tmp_path, mosi_dir, t
 def test_timeline_reads_previous_segments_when_asked(clip_model_dir, clip_dataset):
     from app.config import AppConfig
     from app.predictor import Predictor
-    from model.features.dataset import load_featurized
+    from model.data.featurized import load_featurized
 
     assert Predictor(clip_model_dir, AppConfig(threads=1, asr=False)).context == 0  # the model's own setting
     predictor = Predictor(clip_model_dir, AppConfig(threads=1, asr=False, context=2))

@@ -11,9 +11,9 @@ import soundfile as sf
 
 from model.features import FeatureError
 from model.features.segment import SegmentConfig, quiet_intervals, segment
-from model.features.text import Segment, Transcript, Word
-from tests.conftest import REPO
-from tests.media import make_long_clip, spoken_sentences
+from model.features.speech import Segment, Transcript, Word
+from tests.conftest import REPO, SHIPPED
+from model.features.bench.media import make_long_clip, spoken_sentences
 
 # Opposite polarity in turn; 14 sentences with 3.7 s pauses make about 90 s.
 SENTENCES = [
@@ -86,18 +86,10 @@ def spoken(tmp_path_factory):
     return path, truth, len(signal) / 16000
 
 
-@pytest.fixture(scope="module")
-def shipped():
-    from app.config import AppConfig
-    from app.predictor import Predictor
-
-    return Predictor(REPO / "weights" / "mmim-clip", AppConfig(threads=1))
-
-
 def test_segments_follow_the_sentences_and_scores_their_polarity(shipped, spoken):
     path, truth, seconds = spoken
     assert 85 <= seconds <= 100
-    result = shipped.timeline(audio=path)
+    result = shipped().timeline(audio=path)
     segs = result["segments"]
     assert len(segs) == len(SENTENCES)
     for seg, (start, end), (_, polarity) in zip(segs, truth, SENTENCES):
@@ -113,7 +105,7 @@ def test_segments_follow_the_sentences_and_scores_their_polarity(shipped, spoken
 
 def test_no_speech_falls_back_to_windows(shipped, tmp_path):
     clip = make_long_clip(tmp_path / "quiet.mp4", np.zeros(16000 * 20, np.float32), fps=5)
-    result = shipped.timeline(video=clip)
+    result = shipped().timeline(video=clip)
     assert [s["source"] for s in result["segments"]] == ["window"] * 3
     assert all(s["diagnostics"]["visual"]["present"] and not s["diagnostics"]["audio"]["present"] for s in result["segments"])
 
@@ -122,17 +114,17 @@ def test_bad_input_gets_the_same_clear_errors(shipped, tmp_path):
     empty = tmp_path / "empty.mp4"
     empty.write_bytes(b"")
     with pytest.raises(FeatureError, match="empty"):
-        shipped.timeline(video=empty)
+        shipped().timeline(video=empty)
     junk = tmp_path / "junk.mp4"
     junk.write_bytes(b"not a video at all" * 100)
     with pytest.raises(FeatureError, match="not a media file"):
-        shipped.timeline(video=junk)
+        shipped().timeline(video=junk)
     with pytest.raises(FeatureError, match="nothing to analyse"):
-        shipped.timeline()
+        shipped().timeline()
     from app.config import AppConfig
     from app.predictor import Predictor
 
-    short = Predictor(REPO / "weights" / "mmim-clip", AppConfig(threads=1, max_timeline_s=10))
+    short = Predictor(SHIPPED, AppConfig(threads=1, max_timeline_s=10))
     clip = make_long_clip(tmp_path / "long.mp4", np.zeros(16000 * 15, np.float32), fps=2)
     with pytest.raises(FeatureError, match="over the 10 s limit"):
         short.timeline(video=clip)
@@ -150,6 +142,7 @@ print(len(out.segments), out.quality["frames"], base, resource.getrusage(resourc
 """
 
 
+@pytest.mark.slow  # a long video
 def test_memory_stays_bounded_on_a_long_video(tmp_path):
     """Two minutes of 640x480 at 5 fps sampled are 600 frames, 550 MB as RGB arrays; the
     streaming path must stay far below that above its warm baseline."""

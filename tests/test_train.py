@@ -81,6 +81,7 @@ def test_text_only_variant_has_no_audio(tmp_path, mosi_dir, tiny_bert):
     assert not any(k.startswith("encoders.") for k in weights(tmp_path / "run"))
 
 
+@pytest.mark.slow  # a training subprocess, killed and rerun
 def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path, mosi_dir, tiny_bert):
     cfg = fixture_config(tmp_path / "killed", mosi_dir, tiny_bert, epochs=4, patience=10)
     run = Path(cfg.out_dir)
@@ -120,7 +121,7 @@ def test_modalities_are_configurable_and_mi_terms_follow(tmp_path, mosi_dir, tin
 def test_words_first_target_rule():
     import torch
 
-    from model.targets import words_first
+    from model.data.targets import words_first
 
     labels = torch.tensor([[3.0, -2.0, -2.0], [0.0, -2.0, 1.0], [0.75, -2.0, -2.0], [2.0, -1.0, 1.0], [1.0, 2.0, 0.0]])
     present = torch.tensor([[1, 1, 1], [1, 1, 1], [1, 1, 1], [0, 1, 1], [1, 0, 0]], dtype=torch.bool)
@@ -136,7 +137,8 @@ def test_unimodal_heads_are_trained(tmp_path, mosi_dir, tiny_bert):
 
     from model.data import Collator, load_mosi
     from model.mmim import MMIM
-    from model.train import build_model_config, make_optimizers, train_step
+    from model.train import build_model_config
+    from model.train_step import make_optimizers, train_step
     from transformers import AutoTokenizer
 
     cfg = fixture_config(tmp_path, mosi_dir, tiny_bert, benchmark="mosi-ctx", unimodal_weight=1.0)

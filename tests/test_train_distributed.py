@@ -4,8 +4,12 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from model.checkpoint import load_checkpoint
 from tests.test_train import REPO, cli_args, fixture_config
+
+pytestmark = pytest.mark.slow  # torchrun
 
 
 def test_two_processes_train_in_sync_and_write_one_checkpoint(tmp_path, mosi_dir, tiny_bert):

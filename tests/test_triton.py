@@ -1,6 +1,6 @@
 """Triton serving: the real bundled tritonserver, queried from the main environment.
 
-The server runs from the serving venv (`bash export/serve_triton.sh --setup`, which
+The server runs from the serving venv (`bash export/triton/serve.sh --setup`, which
 .ci/run does), because its python backend needs numpy < 2. Without that venv the
 server tests are skipped, with a warning that says so.
 """
@@ -17,8 +17,10 @@ import pytest
 
 from export.runtime import OnnxModel
 from export.triton import write_triton_repository
-from model.features.dataset import load_featurized
+from model.data.featurized import load_featurized
 from tests.conftest import REPO
+
+pytestmark = pytest.mark.slow  # the Triton server
 
 VENV = Path(os.environ.get("MMIM_TRITON_VENV", REPO / ".venv-triton"))
 # Triton vs ONNX Runtime, per output: the same graph on the same kernels, so only padding
@@ -36,10 +38,10 @@ def serving_venv_ready() -> bool:
 def server(tmp_path_factory, clip_model_dir):
     if not serving_venv_ready():
         message = (f"TRITON SERVER TESTS SKIPPED: no serving venv at {VENV}; "
-                   "build it with `bash export/serve_triton.sh --setup`")
+                   "build it with `bash export/triton/serve.sh --setup`")
         warnings.warn(message)
         pytest.skip(message)
-    from export.triton_bench import TritonServer
+    from export.triton.bench import TritonServer
 
     repo = write_triton_repository(clip_model_dir, tmp_path_factory.mktemp("triton") / "repo", backend="python").parent
     with TritonServer(repo, venv=str(VENV)) as running:
@@ -62,14 +64,14 @@ def test_python_flavour_repository(clip_model_dir, tmp_path):
     assert 'backend: "python"' in config and "platform" not in config
     # Ragged requests may be batched together: model.py pads and merges them.
     assert config.count("allow_ragged_batch: true") == config.split("output [")[0].count("name:") - 1
-    assert (target / "1" / "model.py").read_text() == (REPO / "export" / "triton_python_model.py").read_text()
+    assert (target / "1" / "model.py").read_text() == (REPO / "export" / "triton" / "python_model.py").read_text()
     assert (target / "1" / "model.onnx").read_bytes() == (clip_model_dir / "model.onnx").read_bytes()
     with pytest.raises(ValueError, match="unknown Triton backend"):
         write_triton_repository(clip_model_dir, tmp_path / "other", backend="tensorrt")
 
 
 def test_triton_outputs_equal_onnx_runtime(server, clip_model_dir, samples):
-    from export.triton_client import TritonModel
+    from export.triton.client import TritonModel
 
     want = OnnxModel(clip_model_dir, providers=["CPUExecutionProvider"], threads=1).predict(samples, batch_size=5)
     model = TritonModel(clip_model_dir, server.url)
@@ -85,7 +87,7 @@ def test_triton_outputs_equal_onnx_runtime(server, clip_model_dir, samples):
 
 
 def test_bad_request_gets_an_error_and_the_server_stays_up(server, clip_model_dir, samples):
-    from export.triton_client import TritonError, TritonModel
+    from export.triton.client import TritonError, TritonModel
 
     model = TritonModel(clip_model_dir, server.url)
     feed = model.collate(samples[:2])
@@ -96,7 +98,7 @@ def test_bad_request_gets_an_error_and_the_server_stays_up(server, clip_model_di
 
 
 def test_loopback_load_merges_ragged_requests(server, clip_model_dir, samples):
-    from export.triton_bench import load_test
+    from export.triton.bench import load_test
 
     want = OnnxModel(clip_model_dir, providers=["CPUExecutionProvider"], threads=1).predict(samples, batch_size=1)
     report = load_test(clip_model_dir, server.url, samples, clients=8, requests=20, expected=want)
@@ -111,7 +113,7 @@ def test_loopback_load_merges_ragged_requests(server, clip_model_dir, samples):
 def test_server_stops_by_pid(tmp_path, clip_model_dir):
     if not serving_venv_ready():
         pytest.skip(f"TRITON SERVER TESTS SKIPPED: no serving venv at {VENV}")
-    from export.triton_bench import TritonServer
+    from export.triton.bench import TritonServer
 
     repo = write_triton_repository(clip_model_dir, tmp_path / "repo", backend="python").parent
     with TritonServer(repo, venv=str(VENV)) as running:

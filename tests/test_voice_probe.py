@@ -1,10 +1,12 @@
 """The voice probe: Whisper encoder features tell two voice styles apart, speaker by sentence."""
 import numpy as np
+import pytest
 
-from model.features.asr_bench import ESPEAK_SENTENCES
-from model.features.voice_probe import featurizer, probe, tasks
-from tests.media import speech
+from model.features.bench.asr import ESPEAK_SENTENCES
+from model.features.bench.voice_probe import featurizer, probe, tasks
+from model.features.bench.media import speech
 
+pytestmark = pytest.mark.slow  # Whisper
 
 def test_whisper_features_separate_two_voice_styles():
     # The same sentences said low and slow vs high and fast; folds hold out whole sentences,

@@ -1,7 +1,7 @@
-"""Feature front end: decode media, extract audio / visual / text features (see FEATURES_API.md).
+"""Feature front end: decode media, extract audio / visual / text features (model/features/README.md).
 
 Names are imported lazily so that a helper process that needs one small module
-(the speech recogniser in model.features.text) does not load OpenCV, openSMILE
+(the speech recogniser in model.features.speech) does not load OpenCV, openSMILE
 and onnxruntime too.
 """
 from importlib import import_module

@@ -6,15 +6,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from model.features.text import DEFAULT_ASR_MODEL
+from model.features.speech import DEFAULT_ASR_MODEL
 
 if TYPE_CHECKING:
-    from model.features.text import Transcript
+    from model.features.speech import Transcript
 
 
 @dataclass
 class FrontEndConfig:
-    audio_rate_hz: float = 10.0        # eGeMAPS LLDs (100 Hz) mean-pooled to this rate
+    audio_rate_hz: float = 10.0        # Whisper encoder frames (50 Hz) mean-pooled to this rate
     video_fps: float = 5.0             # frames sampled per second
     max_duration_s: float = 120.0      # longer clips -> FeatureError
     max_bytes: int = 200 * 2**20       # larger files -> FeatureError

@@ -13,9 +13,9 @@ from typing import Callable
 import numpy as np
 
 from model.features.errors import FeatureError
+from model.features.media import SAMPLE_RATE, describe
 
 log = logging.getLogger(__name__)
-SAMPLE_RATE = 16000
 MAX_BAD_PACKETS = 50
 
 
@@ -50,6 +50,76 @@ def _scaled_size(width: int, height: int, max_side: int) -> tuple[int, int]:
     return max(2, int(round(width * scale / 2)) * 2), max(2, int(round(height * scale / 2)) * 2)
 
 
+class _AudioSink:
+    """Audio frames resampled to 16 kHz mono float32 as they come."""
+
+    def __init__(self, av):
+        self.av = av
+        self.resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+        self.chunks: list[np.ndarray] = []
+
+    def add(self, frame) -> None:
+        try:
+            outs = self.resampler.resample(frame)
+        except ValueError:
+            # The stream changed rate or layout mid-file: start a fresh resampler.
+            self.resampler = self.av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+            outs = self.resampler.resample(frame)
+        self.chunks += [out.to_ndarray().reshape(-1) for out in outs]
+
+    def finish(self) -> np.ndarray:
+        try:
+            self.chunks += [out.to_ndarray().reshape(-1) for out in self.resampler.resample(None)]
+        except self.av.error.FFmpegError:
+            pass
+        return np.concatenate(self.chunks).astype(np.float32) if self.chunks else np.zeros(0, np.float32)
+
+
+class _FrameSampler:
+    """Video frames sampled at a fixed rate whatever the source frame rate, scaled so the long
+    side is at most max_side; kept, or handed to on_frame and dropped."""
+
+    def __init__(self, fps: float, max_side: int, on_frame):
+        self.fps, self.max_side, self.on_frame = fps, max_side, on_frame
+        self.next_t, self.size, self.sampled = 0.0, None, 0
+        self.frames: list[np.ndarray] = []
+
+    def add(self, frame, t: float) -> None:
+        if t + 1e-6 < self.next_t:
+            return
+        self.next_t = max(self.next_t + 1.0 / self.fps, t)
+        if self.size is None:
+            self.size = _scaled_size(frame.width, frame.height, self.max_side)
+        rgb = frame.to_ndarray(format="rgb24", width=self.size[0], height=self.size[1])
+        self.sampled += 1
+        if self.on_frame is None:
+            self.frames.append(rgb)
+        else:
+            self.on_frame(rgb, t)
+
+
+def _open(path: Path, want_audio: bool, want_video: bool, max_duration_s: float):
+    """(container, audio stream or None, video stream or None), or a FeatureError that says why not."""
+    import av
+
+    try:
+        container = av.open(str(path), metadata_errors="ignore")
+    except (av.error.FFmpegError, UnicodeDecodeError) as e:
+        raise FeatureError(f"{path.name}: not a media file FFmpeg can read ({e.__class__.__name__}); "
+                           f"upload {describe()}") from e
+    astream = container.streams.audio[0] if (want_audio and container.streams.audio) else None
+    vstream = container.streams.video[0] if (want_video and container.streams.video) else None
+    if astream is None and vstream is None:
+        container.close()
+        kinds = {(True, False): "audio", (False, True): "video"}.get((want_audio, want_video), "audio or video")
+        raise FeatureError(f"{path.name}: the file has no {kinds} stream; upload a file that contains {kinds}")
+    seconds = container.duration / 1e6 if container.duration is not None else None
+    if seconds is not None and seconds > max_duration_s:
+        container.close()
+        raise _too_long(path, seconds, max_duration_s)
+    return container, astream, vstream
+
+
 def decode(path: str | Path, *, want_audio: bool = True, want_video: bool = True, video_fps: float = 5.0,
            max_side: int = 640, max_duration_s: float = 120.0, max_bytes: int = 200 * 2**20,
            on_frame: Callable[[np.ndarray, float], None] | None = None) -> Decoded:
@@ -59,34 +129,20 @@ def decode(path: str | Path, *, want_audio: bool = True, want_video: bool = True
 
     path = Path(path)
     _check_file(path, max_bytes)
-    try:
-        container = av.open(str(path), metadata_errors="ignore")
-    except (av.error.FFmpegError, UnicodeDecodeError) as e:
-        raise FeatureError(f"{path.name}: not a media file FFmpeg can read ({e.__class__.__name__}); "
-                           "upload a video (mp4, mov, mkv, webm, avi) or audio file (wav, mp3, m4a, flac, ogg)") from e
+    container, astream, vstream = _open(path, want_audio, want_video, max_duration_s)
     with container:
-        astream = container.streams.audio[0] if (want_audio and container.streams.audio) else None
-        vstream = container.streams.video[0] if (want_video and container.streams.video) else None
-        if astream is None and vstream is None:
-            kinds = {(True, False): "audio", (False, True): "video"}.get((want_audio, want_video), "audio or video")
-            raise FeatureError(f"{path.name}: the file has no {kinds} stream; upload a file that contains {kinds}")
-        if container.duration is not None and container.duration / 1e6 > max_duration_s:
-            raise _too_long(path, container.duration / 1e6, max_duration_s)
         info = {"container": container.format.name}
-        resampler = None
-        chunks: list[np.ndarray] = []
-        frames: list[np.ndarray] = []
-        next_t, end_t, size, sampled = 0.0, 0.0, None, 0
+        sink = sampler = None
         if astream is not None:
             info.update(sample_rate_in=astream.sample_rate, channels_in=astream.channels)
-            resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+            sink = _AudioSink(av)
         if vstream is not None:
             vstream.thread_type = "AUTO"
             info.update(width_in=vstream.width, height_in=vstream.height)
-        streams = [s for s in (astream, vstream) if s is not None]
-        bad_packets = 0
+            sampler = _FrameSampler(video_fps, max_side, on_frame)
+        end_t, bad_packets = 0.0, 0
         try:
-            for packet in container.demux(streams):
+            for packet in container.demux([s for s in (astream, vstream) if s is not None]):
                 try:
                     decoded = packet.decode()
                 except av.error.FFmpegError:
@@ -102,47 +158,21 @@ def decode(path: str | Path, *, want_audio: bool = True, want_video: bool = True
                         raise _too_long(path, t, max_duration_s)
                     if packet.stream is astream:
                         end_t = max(end_t, t + frame.samples / frame.sample_rate)
-                        try:
-                            outs = resampler.resample(frame)
-                        except ValueError:
-                            # The stream changed rate or layout mid-file: start a fresh resampler.
-                            resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
-                            outs = resampler.resample(frame)
-                        for out in outs:
-                            chunks.append(out.to_ndarray().reshape(-1))
+                        sink.add(frame)
                     else:
                         end_t = max(end_t, t)
-                        if t + 1e-6 < next_t:
-                            continue  # sample at a fixed rate whatever the source frame rate
-                        next_t = max(next_t + 1.0 / video_fps, t)
-                        if size is None:
-                            size = _scaled_size(frame.width, frame.height, max_side)
-                        rgb = frame.to_ndarray(format="rgb24", width=size[0], height=size[1])
-                        sampled += 1
-                        if on_frame is None:
-                            frames.append(rgb)
-                        else:
-                            on_frame(rgb, t)
+                        sampler.add(frame, t)
         except av.error.FFmpegError as e:
             # A truncated or damaged file: keep what decoded, say so in quality.
             info["decode_warning"] = f"decoding stopped early: {e.__class__.__name__}"
             log.warning("%s: %s", path.name, info["decode_warning"])
         if bad_packets:
             info["damaged_packets"] = bad_packets
-        if resampler is not None:
-            try:
-                for out in resampler.resample(None):
-                    chunks.append(out.to_ndarray().reshape(-1))
-            except av.error.FFmpegError:
-                pass
-    audio = None
-    if astream is not None:
-        audio = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
-    video = frames if vstream is not None else None
+        audio = sink.finish() if sink is not None else None
     duration = max(end_t, len(audio) / SAMPLE_RATE if audio is not None else 0.0)
     if duration > max_duration_s:
         raise _too_long(path, duration, max_duration_s)
-    if not chunks and not sampled:
+    if (audio is None or not len(audio)) and (sampler is None or not sampler.sampled):
         raise FeatureError(f"{path.name}: nothing could be decoded (the file is damaged or truncated); "
                            "upload the complete file")
-    return Decoded(audio=audio, frames=video, duration_s=duration, info=info)
+    return Decoded(audio=audio, frames=sampler.frames if sampler is not None else None, duration_s=duration, info=info)

@@ -7,17 +7,16 @@ from __future__ import annotations
 
 import csv
 import logging
-import os
 import tarfile
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from model.files import REPO, atomic_write, data_root
+
 log = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parents[2]
-FACES_DIR = Path(os.environ.get("MMIM_DATA", REPO.parent / "shared" / "data")) / "faces"
+FACES_DIR = data_root() / "faces"
 CACHE = REPO / "runs" / "fer2013_cache.npz"
 # FER2013 label ids (not alphabetical): the order of the CNN's outputs.
 EXPRESSIONS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
@@ -51,11 +50,6 @@ def load_fer(faces_dir: Path = FACES_DIR, cache: Path = CACHE) -> dict[str, np.n
     if not cache.is_file():
         log.info("decoding %s once into %s", faces_dir, cache)
         arrays = _decode(faces_dir)
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        # Write to a temp name then rename so a concurrent reader never sees half a file.
-        fd, tmp = tempfile.mkstemp(dir=cache.parent, suffix=".npz")
-        os.close(fd)
-        np.savez(tmp, **arrays)
-        os.replace(tmp, cache)
+        atomic_write(cache, lambda tmp: np.savez(tmp, **arrays))
     with np.load(cache, allow_pickle=False) as z:
         return {k: z[k] for k in z.files}

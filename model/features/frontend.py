@@ -12,14 +12,16 @@ from pathlib import Path
 import numpy as np
 
 from model.features.config import ClipFeatures, FrontEndConfig
-from model.features.decode import SAMPLE_RATE, decode
+from model.features.decode import decode
+from model.features.media import SAMPLE_RATE
 from model.features.whisper_models import BASE_MODEL_BIN_SHA256
 from model.features.errors import FeatureError
 from model.features.fer import EXPRESSIONS
 from model.features import voice
-from model.features.text import AsrConfig, SpeechAnalysis, Transcriber, Transcript, prepare_text
+from model.features.speech import AsrConfig, SpeechAnalysis, Transcriber, Transcript
+from model.features.text import prepare_text
 from model.features.voice import AUDIO_DIM, AUDIO_NAMES, VOICE_MODEL
-from model.features.visual import (CASCADE, VISUAL_DIM, VISUAL_NAMES, DetectorConfig, ExpressionModel,
+from model.features.visual import (BOX_COLUMNS, EXPRESSION_COLUMNS, FACE_PRESENT, CASCADE, VISUAL_DIM, VISUAL_NAMES, DetectorConfig, ExpressionModel,
                                    FaceDetector)
 
 log = logging.getLogger(__name__)
@@ -116,7 +118,7 @@ class FrontEnd:
             "packages": _versions(),
         }
 
-    # ---- lower-level pieces (public: model/ship.py uses them on RAVDESS audio and FER faces) ----
+    # ---- lower-level pieces (public: export/ship/recipe.py uses them on RAVDESS audio and FER faces) ----
 
     def audio_features(self, signal: np.ndarray, sample_rate: int = SAMPLE_RATE) -> tuple[np.ndarray, dict]:
         """(T_a, AUDIO_DIM) at audio_rate_hz and quality; T_a = 0 when there is no speech."""
@@ -157,17 +159,18 @@ class FrontEnd:
         for i, (grey, b) in enumerate(zip(greys, boxes)):
             if b is not None:
                 h, w = grey.shape
-                rows[i, 7:] = ((b.x + b.w / 2) / w, (b.y + b.h / 2) / h, b.w / w, b.h / h, 1.0)
+                rows[i, BOX_COLUMNS] = ((b.x + b.w / 2) / w, (b.y + b.h / 2) / h, b.w / w, b.h / h)
+                rows[i, FACE_PRESENT] = 1.0
                 crops.append(self.detector.crop(grey, b))
                 where.append(i)
         t1 = time.perf_counter()
         if crops:
-            rows[where, :7] = self.expression(np.stack(crops))
+            rows[where, EXPRESSION_COLUMNS] = self.expression(np.stack(crops))
         return rows, faces_max, {"face": t1 - t0, "expression": time.perf_counter() - t1}
 
     def _visual(self, frames: list[np.ndarray], independent: bool = False) -> tuple[np.ndarray, dict, dict]:
         rows, faces_max, timings = self.visual_rows(frames, independent)
-        where = np.flatnonzero(rows[:, -1] == 1.0)
+        where = np.flatnonzero(rows[:, FACE_PRESENT] == 1.0)
         quality = {"frames": len(frames), "face_frames": len(where),
                    "face_share": round(len(where) / len(frames), 4) if frames else 0.0, "faces_max": faces_max}
         if not frames:

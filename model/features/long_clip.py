@@ -20,8 +20,8 @@ from model.features.config import ClipFeatures
 from model.features.decode import decode
 from model.features.errors import FeatureError
 from model.features.segment import SegmentConfig, TimelineSegment, quiet_intervals, segment
-from model.features.text import Transcript
-from model.features.visual import VISUAL_DIM
+from model.features.speech import Transcript
+from model.features.visual import FACE_PRESENT, VISUAL_DIM
 
 FRAME_BATCH = 25  # frames featurised together (5 s at 5 fps): bounded memory, full batches for the CNN
 
@@ -36,6 +36,48 @@ class LongClip:
     timings: dict = field(default_factory=dict)
 
 
+class _FaceStream:
+    """Visual rows of the frames handed to it, featurised FRAME_BATCH at a time."""
+
+    def __init__(self, frontend, on_batch: Callable[[float], None]):
+        self.frontend, self.on_batch = frontend, on_batch
+        self.rows, self.times, self.buffer, self.faces_max = [], [], [], 0
+
+    def __call__(self, rgb: np.ndarray, t: float) -> None:
+        self.buffer.append((rgb, t))
+        if len(self.buffer) >= FRAME_BATCH:
+            self.flush()
+            self.on_batch(t)
+
+    def flush(self) -> None:
+        if self.buffer:
+            rows, most, _ = self.frontend.visual_rows([f for f, _ in self.buffer])
+            self.rows.append(rows)
+            self.times.extend(t for _, t in self.buffer)
+            self.faces_max = max(self.faces_max, most)
+            self.buffer.clear()
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        """(visual rows, their times in seconds)."""
+        visual = np.concatenate(self.rows) if self.rows else np.zeros((0, VISUAL_DIM), np.float32)
+        return visual, np.array(self.times)
+
+
+def _decode_streams(frontend, video, audio, limits: dict, faces: _FaceStream) -> tuple[np.ndarray | None, float, dict]:
+    """Decode once, featurising frames on the way; (16 kHz audio or None, duration, container info).
+    An audio file given beside a video replaces the video's sound track."""
+    signal, durations, info = None, [], {}
+    if video is not None:
+        dv = decode(video, want_audio=audio is None, want_video=True, on_frame=faces, **limits)
+        faces.flush()
+        info.update(dv.info)
+        signal, durations = dv.audio, [dv.duration_s]
+    if audio is not None:
+        da = decode(audio, want_audio=True, want_video=False, **limits)
+        signal, durations = da.audio, durations + [da.duration_s]
+    return signal, max(durations), info
+
+
 def extract_long(frontend, *, video=None, audio=None, max_duration_s: float = 600.0, max_bytes: int | None = None,
                  config: SegmentConfig | None = None, progress: Callable[[float, str], None] | None = None) -> LongClip:
     """progress(share done in [0, 1], stage) is called as the work advances."""
@@ -43,45 +85,17 @@ def extract_long(frontend, *, video=None, audio=None, max_duration_s: float = 60
     if video is None and audio is None:
         raise FeatureError("nothing to analyse: give a video or an audio file for the timeline")
     report = progress or (lambda share, stage: None)
-    timings = {"decode_and_faces": 0.0, "speech": 0.0, "segments": 0.0}
-    quality: dict = {}
     limits = dict(video_fps=c.video_fps, max_side=c.max_side, max_duration_s=max_duration_s,
                   max_bytes=max_bytes or c.max_bytes)
 
-    rows, times, buffer, faces_max = [], [], [], 0
-
-    def flush() -> None:
-        nonlocal faces_max
-        if buffer:
-            r, most, _ = frontend.visual_rows([f for f, _ in buffer])
-            rows.append(r)
-            times.extend(t for _, t in buffer)
-            faces_max = max(faces_max, most)
-            buffer.clear()
-
-    def on_frame(rgb: np.ndarray, t: float) -> None:
-        buffer.append((rgb, t))
-        if len(buffer) >= FRAME_BATCH:
-            flush()
-            report(0.5 * min(1.0, t / max_duration_s), "faces")
-
     t0 = time.perf_counter()
     report(0.0, "decoding")
-    signal, durations = None, []
-    if video is not None:
-        dv = decode(video, want_audio=audio is None, want_video=True, on_frame=on_frame, **limits)
-        flush()
-        quality.update(dv.info)
-        signal, durations = dv.audio, [dv.duration_s]
-    if audio is not None:
-        da = decode(audio, want_audio=True, want_video=False, **limits)
-        signal, durations = da.audio, durations + [da.duration_s]
-    duration = max(durations)
-    visual = np.concatenate(rows) if rows else np.zeros((0, VISUAL_DIM), np.float32)
-    frame_times = np.array(times)
-    timings["decode_and_faces"] = time.perf_counter() - t0
-    quality.update(duration_s=round(duration, 3), frames=len(visual), faces_max=faces_max,
-                   face_share=round(float((visual[:, -1] == 1).mean()), 4) if len(visual) else 0.0)
+    faces = _FaceStream(frontend, lambda t: report(0.5 * min(1.0, t / max_duration_s), "faces"))
+    signal, duration, quality = _decode_streams(frontend, video, audio, limits, faces)
+    visual, frame_times = faces.result()
+    timings = {"decode_and_faces": time.perf_counter() - t0}
+    quality.update(duration_s=round(duration, 3), frames=len(visual), faces_max=faces.faces_max,
+                   face_share=round(float((visual[:, FACE_PRESENT] == 1).mean()), 4) if len(visual) else 0.0)
 
     t0 = time.perf_counter()
     report(0.5, "speech")
@@ -118,11 +132,11 @@ def _slice(frontend, seg: TimelineSegment, analysis, visual: np.ndarray, frame_t
     if not len(audio):
         q["audio_absent_reason"] = "no speech in this segment" if analysis is not None else "no audio track"
     v = visual[(frame_times >= seg.start) & (frame_times < seg.end)] if len(visual) else visual
-    if not len(v) or not (v[:, -1] == 1).any():
+    if not len(v) or not (v[:, FACE_PRESENT] == 1).any():
         q["visual_absent_reason"] = "no face in this segment" if len(visual) else "no video"
         v = v[:0]
     else:
-        q["face_share"] = round(float((v[:, -1] == 1).mean()), 4)
+        q["face_share"] = round(float((v[:, FACE_PRESENT] == 1).mean()), 4)
     text = seg.text if english else ""
     if not text:
         q["text_absent_reason"] = ("no words in this segment" if english

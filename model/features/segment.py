@@ -33,7 +33,7 @@ class TimelineSegment:
     start: float
     end: float
     source: str                      # "asr" | "vad" | "window"
-    words: list = field(default_factory=list)  # model.features.text.Word, in order
+    words: list = field(default_factory=list)  # model.features.speech.Word, in order
 
     @property
     def text(self) -> str:
@@ -172,7 +172,7 @@ def segment(duration_s: float, transcript=None, speech_chunks_s: list[tuple[floa
             config: SegmentConfig | None = None, quiet: list[tuple[float, float]] | None = None) -> list[TimelineSegment]:
     """Segments covering the recording's speech (or all of it, with no speech).
 
-    transcript: model.features.text.Transcript with word timestamps, or None;
+    transcript: model.features.speech.Transcript with word timestamps, or None;
     speech_chunks_s: (start, end) seconds of the VAD's speech, or None;
     quiet: the signal's pauses (`quiet_intervals`), to cut at and to refine boundaries with.
     """

@@ -1,7 +1,6 @@
 """Visual features: the largest face per frame (yuface CNN, or Haar), its geometry and 7 expression probabilities."""
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 from dataclasses import dataclass
@@ -10,11 +9,18 @@ from pathlib import Path
 import numpy as np
 
 from model.features.fer import EXPRESSIONS
+from model.files import REPO, sha256
+from model.onnx_session import make_session
 
-REPO = Path(__file__).resolve().parents[2]
 EXPRESSION_MODEL = REPO / "weights" / "expression" / "fer_cnn.onnx"
 CASCADE = "haarcascade_frontalface_default.xml"
-VISUAL_NAMES = tuple(f"expr_{e}" for e in EXPRESSIONS) + ("face_cx", "face_cy", "face_w", "face_h", "face_present")
+BOX_NAMES = ("face_cx", "face_cy", "face_w", "face_h")
+VISUAL_NAMES = tuple(f"expr_{e}" for e in EXPRESSIONS) + BOX_NAMES + ("face_present",)
+# The column layout of a visual feature row, by name: the expression probabilities, the face
+# box (centre and size as fractions of the frame), and 1.0 where a face was found.
+EXPRESSION_COLUMNS = slice(0, len(EXPRESSIONS))
+BOX_COLUMNS = slice(len(EXPRESSIONS), len(EXPRESSIONS) + len(BOX_NAMES))
+FACE_PRESENT = VISUAL_NAMES.index("face_present")
 VISUAL_DIM = len(VISUAL_NAMES)
 FACE_SIZE = 48
 
@@ -183,16 +189,14 @@ def _yuface_module():
 
 
 class ExpressionModel:
-    """Our FER2013 CNN (model/features/train_expression.py) run with onnxruntime on CPU."""
+    """Our FER2013 CNN (model/features/expression/train.py) run with onnxruntime on CPU."""
 
     def __init__(self, path: str | Path = EXPRESSION_MODEL, threads: int = 1):
-        from export.runtime import make_session
-
         self.path = Path(path)
         if not self.path.is_file():
             raise RuntimeError(f"expression model {self.path} is missing; train it with "
-                               "`python -m model.features.train_expression --out weights/expression`")
-        self.sha256 = hashlib.sha256(self.path.read_bytes()).hexdigest()
+                               "`python -m model.features.expression.train --out weights/expression`")
+        self.sha256 = sha256(self.path)
         # A 1.6 MB net: the CPU provider is plenty and keeps the GPU for the main model.
         self.session = make_session(self.path, providers=["CPUExecutionProvider"], threads=threads)
 

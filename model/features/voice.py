@@ -1,7 +1,7 @@
 """The audio stream: Whisper's encoder frames over the clip's speech, mean-pooled to a fixed rate.
 
 Whisper's encoder carries affect far better than eGeMAPS descriptors (speaker-independent
-RAVDESS probe: `python -m model.features.voice_probe`), and the speech recogniser computes
+RAVDESS probe: `python -m model.features.bench.voice_probe`), and the speech recogniser computes
 it anyway: one encoder pass serves the transcript and the voice. Only the speech the VAD
 keeps is encoded, so a clip without speech has no audio stream at all.
 """

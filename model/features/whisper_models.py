@@ -15,6 +15,7 @@ from importlib import import_module
 from pathlib import Path
 
 from model.cache import build_once, cache_root, join_files
+from model.files import sha256
 
 NAMES = ("tiny.en", "base")
 # The files a CTranslate2 Whisper directory needs. Without tokenizer.json faster-whisper
@@ -55,7 +56,6 @@ def _join_base() -> Path:
 
     def build(directory: Path, scratch: Path) -> None:
         join_files(parts, directory / "model.bin")
-        from export.artifacts import sha256
 
         if sha256(directory / "model.bin") != BASE_MODEL_BIN_SHA256:
             raise WhisperModelError("the joined Whisper base model.bin does not have the expected sha256; "

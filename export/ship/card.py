@@ -1,0 +1,77 @@
+"""MODEL_CARD.md, filled from the folder's own metrics.json, config and feature spec, so that a
+rebuild keeps every figure and fact in it true. The wording is MODEL_CARD.template.md."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from model.config import MODALITIES
+from model.data.targets import CLEAR_TEXT
+
+from .corpora import FACE_VALENCE, STRONG, VOICE_VALENCE
+from .tuples import BIN_EDGES
+
+TEMPLATE = Path(__file__).with_name("MODEL_CARD.template.md")
+
+
+def _row(name: str, m: dict, last: str = "polarity_acc") -> str:
+    return f"| {name} | {m['n']} | {m['mae']:.3f} | {m['corr']:.3f} | {100 * m[last]:.1f} % |"
+
+
+def text_encoder_name(model_dir: Path) -> str:
+    """What the text encoder is, read from its own config: e.g. "a 6-layer, 384-d BERT"."""
+    config = json.loads((Path(model_dir) / "text_encoder" / "config.json").read_text())
+    kind = {"bert": "BERT", "mpnet": "MPNet"}.get(config["model_type"], config["model_type"])
+    return f"a {config['num_hidden_layers']}-layer, {config['hidden_size']}-d {kind}"
+
+
+def model_card(report: dict, model_dir: Path) -> str:
+    u, r, d = report["unimodal"], report["recipe"], report["data"]
+    spec = json.loads((Path(model_dir) / "feature_spec.json").read_text())
+    mi = report["mi_agree_vs_disagree"]
+    n_test = d["tuples"]["test"]
+    reliability = {"text": u["text_mosi_test"]["corr"], "audio": u["audio_ravdess_test"]["corr"],
+                   "visual": u["visual_fer_test"]["corr"]}
+    shap, shap_dis = report["mean_abs_shapley"], report["mean_abs_shapley_disagreeing"]
+    clip = report["clip_path_ravdess_test"]
+    fields = {
+        "text_encoder": text_encoder_name(model_dir),
+        "whisper": spec["audio"]["whisper_model"], "audio_rate": spec["audio"]["rate_hz"], "audio_dim": spec["audio"]["dim"],
+        "strong": STRONG,
+        "voice_valence": ", ".join(f"{k} {v:+.1f}" for k, v in VOICE_VALENCE.items()),
+        "face_valence": ", ".join(f"{k} {v:+.1f}" for k, v in FACE_VALENCE.items()),
+        **{k: r[k] for k in ("faces_train", "faces_valid", "faces_test", "face_frames", "face_scale", "sst_share", "disagree_share")},
+        "face_detection_train": f"{100 * report['face_detection_rate']['train']:.0f}",
+        "bin_edges": list(BIN_EDGES),
+        "disagreeing_train": d["disagreeing_tuples"]["train"],
+        "disagreeing_train_pct": f"{100 * d['disagreeing_tuples']['train'] / d['tuples']['train']:.0f}",
+        "tuples_train": d["tuples"]["train"], "tuples_valid": d["tuples"]["valid"], "tuples_test": n_test,
+        "clear_text": CLEAR_TEXT,
+        "modality_dropout": report["train_config"]["modality_dropout"],
+        "unimodal_weight": report["train_config"]["unimodal_weight"],
+        "best_epoch": report["training"]["best_epoch"], "epochs_run": report["training"]["epochs_run"],
+        "unimodal_rows": "\n".join([
+            _row("text alone, MOSI standard test fold", u["text_mosi_test"]),
+            _row("text alone, SST test", u["text_sst_test"]),
+            _row("voice alone, RAVDESS actors 22-24 (valence)", u["audio_ravdess_test"]),
+            _row("face alone, FER2013 PrivateTest, faces found (valence)", u["visual_fer_test"]),
+            _row("face + voice, no text, test tuples (their mean valence)", report["face_voice_no_text"]),
+        ]),
+        "clip_rows": "\n".join([
+            _row("voice alone (no speech recognition)", clip["voice_alone"]),
+            _row("voice + the words Whisper hears", clip["voice_with_asr_text"]),
+        ]),
+        "tuple_rows": "\n".join(
+            _row(name, {"n": n_test, **report[key]}, "acc2_non0")
+            for name, key in (("all", "tuples_test"), ("agreeing (one valence bin)", "tuples_test_agreeing"),
+                              ("disagreeing", "tuples_test_disagreeing"))
+        ),
+        "shapley_rows": "\n".join(f"| {m} | {reliability[m]:.3f} | {shap[m]:.3f} | {shap_dis[m]:.3f} |" for m in MODALITIES),
+        "mi_pairs": mi["n_pairs"],
+        "mi_rows": "\n".join(
+            f"| `{k}` | {v['agree_mean']:.3f} | {v['disagree_mean']:.3f} | {v['paired_diff_mean']:+.3f} ± "
+            f"{v['paired_diff_se']:.3f} | {100 * v['agree_higher_share']:.0f} % |"
+            for k, v in mi.items() if k != "n_pairs"
+        ),
+    }
+    return TEMPLATE.read_text(encoding="utf-8").format(**fields)

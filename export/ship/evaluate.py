@@ -1,0 +1,115 @@
+"""How the shipped clip model is measured: through ONNX Runtime, on held-out data only."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from model.config import MODALITIES
+from model.data import Sample
+from model.features import AUDIO_DIM, VISUAL_DIM, FrontEnd, FrontEndConfig
+from model.metrics import sentiment_metrics
+
+from ..runtime import OnnxModel
+
+
+def polarity_accuracy(pred: np.ndarray, target: np.ndarray) -> float:
+    keep = target != 0
+    return float(((pred[keep] > 0) == (target[keep] > 0)).mean())
+
+
+def unimodal_metrics(runtime, samples: list[Sample]) -> dict[str, float]:
+    pred = runtime.predict(samples)["score"]
+    target = np.array([s.label for s in samples])
+    m = sentiment_metrics(pred, target)
+    return {"n": len(samples), "mae": m["mae"], "corr": m["corr"], "polarity_acc": polarity_accuracy(pred, target)}
+
+
+def _sample(text: str = "", label: float = 0.0, audio=None, visual=None) -> Sample:
+    """A clip with the given modalities; the others absent (zero-length streams)."""
+    audio = np.zeros((0, AUDIO_DIM), np.float32) if audio is None else audio
+    visual = np.zeros((0, VISUAL_DIM), np.float32) if visual is None else visual
+    return Sample("", text, label, {"audio": audio, "visual": visual})
+
+
+def evaluate_shipped(model_dir: Path, texts, voices, faces, test_tuples, rng, data_root: Path) -> dict:
+    """Through ONNX Runtime, on held-out data only:
+    - each modality alone, on its corpus's held-out split;
+    - the test tuples, all of them and split into agreeing and disagreeing ones;
+    - face + voice with no text, against the tuple's non-verbal valence;
+    - each modality's mean |Shapley value| on the test tuples, beside its reliability;
+    - held-out RAVDESS clips through the app's whole path (file -> front end -> ONNX);
+    - the MI diagnostics on agreeing vs disagreeing versions of the same tuples."""
+    runtime = OnnxModel(model_dir, providers=["CPUExecutionProvider"])
+    report = {"unimodal": {
+        "text_mosi_test": unimodal_metrics(runtime, [_sample(t, y) for src, t, y in texts["test"] if src == "mosi"]),
+        "text_sst_test": unimodal_metrics(runtime, [_sample(t, y) for src, t, y in texts["test"] if src == "sst"]),
+        "audio_ravdess_test": unimodal_metrics(runtime, [_sample(label=v["valence"], audio=v["features"])
+                                                         for v in voices["test"] if v["voice_found"]]),
+        "visual_fer_test": unimodal_metrics(runtime, [_sample(label=f["valence"], visual=f["features"])
+                                                      for f in faces["test"] if f["face_found"]]),
+    }}
+    report.update(tuple_metrics(runtime, test_tuples))
+    report["clip_path_ravdess_test"] = clip_path_metrics(runtime, data_root, voices["test"])
+    report["mi_agree_vs_disagree"] = mi_agree_vs_disagree(runtime, test_tuples, voices["test"], faces["test"], rng)
+    return report
+
+
+def tuple_metrics(runtime, test_tuples: list[dict]) -> dict:
+    """The test tuples against their words-first targets (all, agreeing, disagreeing), face +
+    voice without the words, and each modality's mean |Shapley value|."""
+    tuples = [_sample(t["text"], t["label"], t["voice"]["features"], t["face"]["features"]) for t in test_tuples]
+    agree = np.array([t["agree"] for t in test_tuples])
+    outputs = runtime.predict(tuples)
+    labels = np.array([s.label for s in tuples])
+    nonverbal = [_sample("", (t["voice"]["valence"] + t["face"]["valence"]) / 2, t["voice"]["features"], t["face"]["features"])
+                 for t in test_tuples]
+    return {
+        "tuples_test": sentiment_metrics(outputs["score"], labels),
+        "tuples_test_agreeing": {"n": int(agree.sum()), **sentiment_metrics(outputs["score"][agree], labels[agree])},
+        "tuples_test_disagreeing": {"n": int((~agree).sum()), **sentiment_metrics(outputs["score"][~agree], labels[~agree])},
+        "face_voice_no_text": unimodal_metrics(runtime, nonverbal),
+        "mean_abs_shapley": {m: float(np.abs(outputs[f"shapley_{m}"]).mean()) for m in MODALITIES},
+        "mean_abs_shapley_disagreeing": {m: float(np.abs(outputs[f"shapley_{m}"][~agree]).mean()) for m in MODALITIES},
+    }
+
+
+def mi_agree_vs_disagree(runtime, test_tuples: list[dict], voices: list[dict], faces: list[dict], rng) -> dict:
+    """Every diagnostic on agreeing tuples with clearly polar words, and on the same tuples with
+    a voice and a face of the opposite polarity (strong bins only, so "opposite" is unambiguous)."""
+    def opposite(pool, label):
+        want = [p for p in pool if p.get("face_found", True) and p.get("voice_found", True)
+                and np.sign(p["valence"]) == -np.sign(label) and abs(p["valence"]) >= 1.0]
+        return want[rng.integers(len(want))]["features"]
+
+    polar = [t for t in test_tuples if t["agree"] and abs(t["text_label"]) >= 1.0]
+    agreeing = [_sample(t["text"], t["text_label"], t["voice"]["features"], t["face"]["features"]) for t in polar]
+    clashing = [_sample(s.text, s.label, opposite(voices, s.label), opposite(faces, s.label)) for s in agreeing]
+    o_agree, o_clash = runtime.predict(agreeing), runtime.predict(clashing)
+    diagnostics = {}
+    for name in runtime.output_names:
+        if name == "score" or name.endswith("_percentile"):
+            continue
+        diff = o_agree[name] - o_clash[name]
+        diagnostics[name] = {
+            "agree_mean": float(o_agree[name].mean()), "disagree_mean": float(o_clash[name].mean()),
+            "paired_diff_mean": float(diff.mean()), "paired_diff_se": float(diff.std(ddof=1) / np.sqrt(len(diff))),
+            "agree_higher_share": float((diff > 0).mean()),
+        }
+    return {"n_pairs": len(polar), **diagnostics}
+
+
+def clip_path_metrics(runtime, data_root: Path, voices: list[dict]) -> dict:
+    """Held-out RAVDESS files through the app's whole path (decode -> front end -> ONNX): the
+    voice alone (no speech recognition), and with the words Whisper hears (the neutral
+    sentences RAVDESS uses)."""
+    out = {}
+    for name, asr in (("voice_alone", False), ("voice_with_asr_text", True)):
+        frontend = FrontEnd(FrontEndConfig(asr=asr))
+        clips = [frontend.extract(audio=data_root / "ravdess" / v["file"]) for v in voices]
+        pred = runtime.predict([c.to_sample() for c in clips])["score"]
+        target = np.array([v["valence"] for v in voices])
+        m = sentiment_metrics(pred, target)
+        out[name] = {"n": len(clips), "mae": m["mae"], "corr": m["corr"], "polarity_acc": polarity_accuracy(pred, target),
+                     "with_text": int(sum(c.text_source == "automatic" for c in clips))}
+    return out

@@ -1,0 +1,145 @@
+"""Build the shipped clip model (weights/mmim-clip) from the real data in shared/data.
+
+    python -m export.ship --out weights/mmim-clip
+
+No aligned text + audio + video sentiment corpus can be had here, so the model
+is built from real unimodal recordings, each run through the app's own front end:
+- text:   MOSI transcripts (standard folds) and SST sentences, with their labels;
+- audio:  RAVDESS speech (speaker-independent actor splits), valence from emotion
+          and intensity (VOICE_VALENCE);
+- visual: FER2013 faces, each made into a short clip of jittered frames, valence
+          from the expression (FACE_VALENCE).
+Tuples pair a text with a voice and a face from the same split. Most share the
+text's valence bin (polarity and strength); in `disagree_share` of them the voice,
+and independently the face, come from a random bin instead, so that the fusion
+sees modalities that disagree. Each modality keeps its own valence, and the target
+is the words-first mix of the modalities the model sees (model/data/targets.py). MMIM
+trains on them as on any featurized dataset, with unimodal heads and modality
+dropout, and is exported and evaluated through ONNX Runtime.
+
+Every step caches its output under --work-dir, so a rerun after a crash resumes.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from model.cli import add_dataclass_flags, dataclass_from_args
+from model.config import ModelConfig, TrainConfig
+from model.data.featurized import SPLITS
+from model.features import FrontEnd
+from model.files import data_root
+from model.train import train
+
+from ..artifacts import MANIFEST, write_manifest
+from ..build import build_model_folder
+from .card import model_card
+from .corpora import face_corpus, text_corpus, voice_corpus
+from .evaluate import evaluate_shipped
+from .tuples import match_tuples, write_dataset
+
+log = logging.getLogger("mmim.ship")
+
+
+@dataclass
+class ShipConfig:
+    data_root: str = ""  # "": model.files.data_root() ($MMIM_DATA, else shared/data beside the checkout)
+    work_dir: str = "runs/ship"
+    out: str = "weights/mmim-clip"
+    seed: int = 0
+    # Matched tuples per split.
+    tuples_train: int = 2400
+    tuples_valid: int = 400
+    tuples_test: int = 1200
+    # FER faces per split that are turned into clips (balanced over expressions).
+    faces_train: int = 2100
+    faces_valid: int = 350
+    faces_test: int = 700
+    face_frames: int = 4  # frames per face clip (5 fps: 0.8 s)
+    face_scale: int = 3  # FER's 48 px faces are upscaled and framed: Haar needs context
+    # Share of tuples whose text is an SST sentence (the rest are MOSI transcripts).
+    sst_share: float = 0.5
+    # Chance that the voice (and, independently, the face) of a tuple comes from a random
+    # valence bin instead of the text's: the disagreeing tuples.
+    disagree_share: float = 0.4
+    # MMIM training on the tuples (everything else as in TrainConfig).
+    epochs: int = 16
+    patience: int = 4
+    modality_dropout: float = 0.4
+    unimodal_weight: float = 0.5
+    target_rule: str = "words_first"
+    # The voice encoder also projects the mean of the Whisper frames (model/encoders.py).
+    mean_pool: tuple[str, ...] = ("audio",)
+    num_threads: int = 0
+    # Re-evaluate the folder at --out (metrics.json, MODEL_CARD.md) without retraining.
+    evaluate_only: bool = False
+
+
+def ship(cfg: ShipConfig) -> dict:
+    root, work = Path(cfg.data_root or data_root()), Path(cfg.work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    frontend = FrontEnd()
+    rng = np.random.default_rng(cfg.seed)
+
+    texts = text_corpus(root)
+    voices = voice_corpus(root, frontend, work / "ravdess_whisper_features.npz")
+    faces = face_corpus(cfg, root, frontend, work / "fer_features.npz")
+    detected = {s: float(np.mean([f["face_found"] for f in faces[s]])) for s in SPLITS}
+    log.info("faces found by the detector: %s", detected)
+
+    counts = {"train": cfg.tuples_train, "valid": cfg.tuples_valid, "test": cfg.tuples_test}
+    tuples = {s: match_tuples(texts[s], voices[s], faces[s], n, cfg.sst_share, rng, cfg.disagree_share)
+              for s, n in counts.items()}
+    dataset = work / "tuples"
+    if not (dataset / "samples.csv").is_file():
+        write_dataset(dataset, tuples, frontend.spec())
+
+    run_dir, out = work / "run", Path(cfg.out)
+    train_cfg = TrainConfig(
+        benchmark="featurized", data_dir=str(dataset), out_dir=str(run_dir), seed=cfg.seed, epochs=cfg.epochs,
+        patience=cfg.patience, modality_dropout=cfg.modality_dropout, num_threads=cfg.num_threads, progress=False,
+        unimodal_weight=cfg.unimodal_weight, target_rule=cfg.target_rule,
+        model=ModelConfig(mean_pool=tuple(cfg.mean_pool)),
+    )
+    if cfg.evaluate_only:
+        train_metrics = json.loads((run_dir / "metrics.json").read_text())
+    else:
+        train_metrics = train(train_cfg)
+        if out.exists():
+            shutil.rmtree(out)
+        build_model_folder(run_dir, out)
+    report = evaluate_shipped(out, texts, voices, faces, tuples["test"], np.random.default_rng(cfg.seed + 1), root)
+    report.update({
+        "recipe": asdict(cfg),
+        "training": {k: train_metrics[k] for k in ("text_encoder", "best_epoch", "epochs_run", "epoch_seconds", "valid", "train_entropy")},
+        "train_config": {k: v for k, v in asdict(train_cfg).items() if k not in ("model", "tuple_nce")},
+        "face_detection_rate": detected,
+        "data": {
+            "tuples": {s: len(t) for s, t in tuples.items()},
+            "disagreeing_tuples": {s: int(sum(not x["agree"] for x in t)) for s, t in tuples.items()},
+            "voices": {s: len(v) for s, v in voices.items()},
+            "faces": {s: len(f) for s, f in faces.items()},
+        },
+    })
+    (out / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / "MODEL_CARD.md").write_text(model_card(report, out))
+    # The manifest covers every file that ships, metrics included.
+    fields = {k: v for k, v in json.loads((out / MANIFEST).read_text()).items() if k != "files"}
+    write_manifest(out, **fields)
+    log.info("shipped %s: %s", out, json.dumps(report["unimodal"]))
+    return report
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_dataclass_flags(parser, ShipConfig)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    ship(dataclass_from_args(ShipConfig, args))
+

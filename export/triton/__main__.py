@@ -1,0 +1,3 @@
+from .repository import main
+
+main()

@@ -1,0 +1,252 @@
+"""Speech: automatic transcripts with Whisper (faster-whisper), and the encoder frames the voice
+stream is pooled from, both from one encoder pass."""
+from __future__ import annotations
+
+import functools
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from model.features.errors import FeatureError
+from model.features.media import SAMPLE_RATE
+
+DEFAULT_ASR_MODEL = "base"
+
+
+
+@dataclass
+class AsrConfig:
+    model: str = DEFAULT_ASR_MODEL    # tiny.en | base | a local CTranslate2 Whisper directory
+    compute_type: str = "int8"        # CTranslate2 weights; int8 was as accurate as float32 and faster (asr_bench)
+    threads: int = 1                  # CTranslate2 intra-op threads: 2 collapse under load on 2 cores
+    beam_size: int = 1                # greedy: beam 5 cost about 1.5x for no WER gain on our speech
+    vad: bool = True                  # Silero VAD: decode speech only, so silence cannot become words
+    max_no_speech_prob: float = 0.6   # segments Whisper itself thinks are not speech are dropped
+    min_language_probability: float = 0.5  # a non-English language below this is "uncertain", not flagged
+    # Whisper pads every window to 30 s and the encoder cost is per window, so a 3 s clip
+    # pays for 30 s. A partial window is padded to max(min_window_s, 2 x its audio)
+    # instead: 4x faster on RAVDESS at the same WER (asr_bench). Without the 2x margin
+    # the decoder loops ("Dogs are sitting by the door. Dogs are sitting...").
+    min_window_s: float = 10.0
+
+
+@dataclass
+class Word:
+    word: str
+    start: float                      # seconds from the start of the clip
+    end: float
+    probability: float
+
+
+@dataclass
+class Segment:
+    start: float
+    end: float
+    text: str
+    avg_logprob: float                # mean token log-probability: the decoder's confidence
+    no_speech_prob: float             # Whisper's probability that the window holds no speech
+    words: list[Word] = field(default_factory=list)
+
+
+@dataclass
+class Transcript:
+    text: str                         # "" when nothing was recognised; `reason` then says why
+    segments: list[Segment]
+    language: str | None              # detected language (always "en" for an English-only model)
+    language_probability: float | None  # None when the model cannot detect languages
+    reason: str | None = None
+    model: str = ""
+    seconds: float = 0.0
+
+    @property
+    def english(self) -> bool:
+        return self.language in (None, "en")
+
+    def foreign(self, min_probability: float) -> str | None:
+        """Why the words must not be scored: confidently another language (an English encoder
+        gives confident nonsense on it). None when they may be scored."""
+        p = self.language_probability
+        if self.english or p is None or p < min_probability:
+            return None
+        return f"speech detected as {self.language} (p = {p:.2f}); the model reads English, so the words were not scored"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class SpeechAnalysis:
+    """One pass of Whisper over a clip: the encoder frames (the voice stream) and, when
+    asked for, the words decoded from the same encoder output."""
+    frames: np.ndarray                # (T, d) float32 encoder outputs, 50 per second of kept speech
+    speech_seconds: float             # speech the VAD kept (all of the audio without VAD)
+    audio_seconds: float
+    reason: str | None = None         # why there are no frames (no speech, too short)
+    transcript: Transcript | None = None
+    seconds: float = 0.0              # the whole pass
+    encode_seconds: float = 0.0       # VAD and encoder only (the rest is decoding)
+    frame_times: np.ndarray | None = None  # (T,) start of each frame, seconds in the original audio
+    speech_chunks_s: list[tuple[float, float]] = field(default_factory=list)  # what the VAD kept
+
+
+class Transcriber:
+    """Speech to text with word timestamps, on a Whisper model from a wheel (never downloaded).
+
+    One instance per process is enough: CTranslate2 models are thread-safe (calls
+    from several threads queue inside it, and it releases the GIL while it works),
+    and everything else here is per call. The pipeline is faster-whisper's own
+    decoding loop, driven so that the first window is encoded once and serves both
+    language detection and decoding (its `transcribe` encodes that window twice).
+    """
+
+    def __init__(self, config: AsrConfig | None = None):
+        from model.features import whisper_models
+
+        self.config = config or AsrConfig()
+        self.model_dir = whisper_models.resolve(self.config.model)
+        self.whisper = _short_window_whisper()(str(self.model_dir), device="cpu", compute_type=self.config.compute_type,
+                                               cpu_threads=self.config.threads, local_files_only=True)
+        self.whisper.min_window_frames = round(self.config.min_window_s * self.whisper.frames_per_second)
+        # Width of the encoder frames (512 for base, 384 for tiny): one encoding of silence.
+        mels = self.whisper.feature_extractor.mel_filters.shape[0]
+        self.dim = int(self.whisper.encode(np.zeros((mels, 1000), np.float32)).shape[-1])
+
+    @property
+    def multilingual(self) -> bool:
+        return bool(self.whisper.model.is_multilingual)
+
+    def transcribe(self, signal_16k: np.ndarray) -> Transcript:
+        return self.analyse(signal_16k, transcribe=True).transcript
+
+    def __call__(self, signal_16k: np.ndarray) -> str:
+        return self.transcribe(signal_16k).text
+
+    def analyse(self, signal_16k: np.ndarray, transcribe: bool = True) -> SpeechAnalysis:
+        """Encode the clip's speech once; decode words from that encoding if `transcribe`.
+
+        Every 30 s window of kept speech is encoded for the frames; the decoder reuses the
+        first window's encoding (faster-whisper re-encodes later windows at its own seek
+        points, so audio beyond 30 s of speech is encoded twice).
+        """
+        from faster_whisper.audio import pad_or_trim
+        from faster_whisper.vad import VadOptions, collect_chunks, get_speech_timestamps
+
+        t0 = time.perf_counter()
+        c, fw = self.config, self.whisper
+        signal = np.ascontiguousarray(signal_16k, dtype=np.float32)
+        audio_seconds = len(signal) / SAMPLE_RATE
+        chunks, reason = None, None
+        if len(signal) < SAMPLE_RATE // 10:
+            reason = "the audio is shorter than 0.1 s"
+        elif c.vad:
+            chunks = get_speech_timestamps(signal, VadOptions())
+            reason = None if chunks else "no speech: voice activity detection found none"
+        if reason:
+            result = SpeechAnalysis(np.zeros((0, self.dim), np.float32), 0.0, audio_seconds, reason=reason)
+            if transcribe:
+                result.transcript = Transcript("", [], None, None, reason=reason, model=c.model)
+        else:
+            speech = np.concatenate(collect_chunks(signal, chunks)[0]) if chunks else signal
+            features = fw.feature_extractor(speech)
+            window = fw.feature_extractor.nb_max_frames
+            content = features.shape[-1] - 1  # the extractor adds one frame past the end
+            encoded, frames = [], []
+            for start in range(0, max(content, 1), window):
+                encoded.append(fw.encode(pad_or_trim(features[:, start : start + window])))
+                real = min(window, content - start)
+                frames.append(np.array(encoded[-1])[0, : max(1, -(-real // 2))])  # 2 mel frames per encoder frame
+            result = SpeechAnalysis(np.concatenate(frames).astype(np.float32), len(speech) / SAMPLE_RATE, audio_seconds)
+            result.frame_times = _original_times(len(result.frames), chunks)
+            result.speech_chunks_s = ([(ch["start"] / SAMPLE_RATE, ch["end"] / SAMPLE_RATE) for ch in chunks]
+                                      if chunks else [(0.0, audio_seconds)])
+            result.encode_seconds = time.perf_counter() - t0
+            if transcribe:
+                result.transcript = self._decode(features, encoded[0], chunks)
+        result.seconds = time.perf_counter() - t0
+        if result.transcript is not None:
+            result.transcript.model, result.transcript.seconds = c.model, result.seconds
+        return result
+
+    def _decode(self, features: np.ndarray, encoder_output, chunks) -> Transcript:
+        from faster_whisper.tokenizer import Tokenizer
+        from faster_whisper.transcribe import restore_speech_timestamps
+
+        c, fw = self.config, self.whisper
+        if self.multilingual:
+            token, probability = fw.model.detect_language(encoder_output)[0][0]
+            language, probability = token[2:-2], float(probability)
+        else:
+            language, probability = "en", None
+        tokenizer = Tokenizer(fw.hf_tokenizer, self.multilingual, task="transcribe", language=language)
+        segments = fw.generate_segments(features, tokenizer, self._options(tokenizer), False, encoder_output)
+        if chunks:
+            segments = restore_speech_timestamps(segments, chunks, SAMPLE_RATE)
+        kept, dropped = [], 0
+        for s in segments:
+            if s.no_speech_prob > c.max_no_speech_prob:
+                dropped += 1
+                continue
+            words = [Word(w.word.strip(), round(float(w.start), 3), round(float(w.end), 3), round(float(w.probability), 4))
+                     for w in (s.words or []) if w.word.strip()]
+            kept.append(Segment(round(float(s.start), 3), round(float(s.end), 3), s.text.strip(),
+                                round(float(s.avg_logprob), 4), round(float(s.no_speech_prob), 4), words))
+        text = " ".join(s.text for s in kept if s.text).strip()
+        reason = None
+        if not text:
+            reason = (f"no words: Whisper judged the sound not to be speech (no-speech probability above "
+                      f"{c.max_no_speech_prob})" if dropped else "no words recognised in the speech")
+        return Transcript(text, kept, language, probability, reason=reason)
+
+    def _options(self, tokenizer):
+        from faster_whisper.transcribe import TranscriptionOptions, get_suppressed_tokens
+
+        return TranscriptionOptions(
+            beam_size=self.config.beam_size, best_of=1, patience=1.0, length_penalty=1.0, repetition_penalty=1.0,
+            no_repeat_ngram_size=0, log_prob_threshold=-1.0, no_speech_threshold=self.config.max_no_speech_prob,
+            compression_ratio_threshold=2.4,
+            # Each clip stands alone, and temperature 0 only: sampling fallbacks would make the
+            # same clip give different words on different calls.
+            condition_on_previous_text=False, prompt_reset_on_temperature=0.5, temperatures=[0.0],
+            initial_prompt=None, prefix=None, suppress_blank=True,
+            suppress_tokens=get_suppressed_tokens(tokenizer, [-1]), without_timestamps=False,
+            max_initial_timestamp=1.0, word_timestamps=True, prepend_punctuations="\"'“¿([{-",
+            append_punctuations="\"'.。,，!！?？:：”)]}、", multilingual=False, max_new_tokens=None,
+            clip_timestamps="0", hallucination_silence_threshold=None, hotwords=None,
+        )
+
+
+def _original_times(n_frames: int, chunks: list[dict] | None) -> np.ndarray:
+    """Where each encoder frame (20 ms of the VAD-joined speech) starts in the original audio."""
+    joined = np.arange(n_frames) * (SAMPLE_RATE // 50)
+    if not chunks:
+        return joined / SAMPLE_RATE
+    starts = np.array([c["start"] for c in chunks])
+    offsets = np.concatenate([[0], np.cumsum([c["end"] - c["start"] for c in chunks])[:-1]])
+    k = np.searchsorted(offsets, joined, side="right") - 1
+    return (starts[k] + joined - offsets[k]) / SAMPLE_RATE
+
+
+@functools.cache
+def _short_window_whisper():
+    """faster-whisper's WhisperModel with an encoder that does not pay for padding.
+
+    Every window reaches `encode` padded with exact zeros to 30 s (3000 frames); real
+    log-mel frames are never all zero. The padding is cut to max(min_window_frames,
+    2 x the audio), so the first window of a short clip, and the re-encoded remainder
+    when decoding stops mid-window, cost what their audio needs.
+    """
+    from faster_whisper import WhisperModel
+    from faster_whisper.audio import pad_or_trim
+
+    class ShortWindowWhisper(WhisperModel):
+        min_window_frames = 3000
+
+        def encode(self, features: np.ndarray):
+            full = features.shape[-1]
+            columns = np.flatnonzero(np.abs(features.reshape(-1, features.shape[-2], full)).max(axis=(0, 1)) > 0)
+            audio = int(columns[-1]) + 1 if len(columns) else 0
+            window = min(full, max(self.min_window_frames, 2 * audio))
+            return super().encode(pad_or_trim(features, window + window % 2))
+
+    return ShortWindowWhisper
