@@ -34,12 +34,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(model_dir: str | Path, port: int, *extra: str, log_path: str | Path | None = None) -> subprocess.Popen:
-    """`python -m app` as a child process (its pid is the server's), bound to 127.0.0.1."""
-    cmd = [sys.executable, "-m", "app", "--model-dir", str(model_dir), "--host", "127.0.0.1", "--port", str(port), *extra]
+def start_server(model_dir: str | Path, port: int | None, *extra: str, log_path: str | Path | None = None,
+                 env: dict | None = None) -> subprocess.Popen:
+    """`python -m app` as a child process (its pid is the server's), bound to 127.0.0.1 on `port`;
+    with port None, the host and port come from `extra` and `env` (GRADIO_SERVER_PORT, ...)."""
+    where = ["--host", "127.0.0.1", "--port", str(port)] if port is not None else []
+    cmd = [sys.executable, "-m", "app", "--model-dir", str(model_dir), *where, *extra]
     out = open(log_path, "wb") if log_path else subprocess.DEVNULL
     repo = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(repo), os.environ.get("PYTHONPATH")]))}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(repo), os.environ.get("PYTHONPATH")])), **(env or {})}
     return subprocess.Popen(cmd, cwd=repo, stdout=out, stderr=subprocess.STDOUT, env=env)
 
 

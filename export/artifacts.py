@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 from model.checkpoint import FEATURE_SPEC
-from model.files import sha256
+from model.files import atomic_write_text, sha256
 
 MANIFEST = "manifest.json"
 VARIANT_FILES = {"fp32": "model.onnx", "int8": "model.int8.onnx", "fp16": "model.fp16.onnx"}
@@ -48,7 +48,7 @@ def write_manifest(out_dir: Path, **fields) -> dict:
         if p.is_file() and p.name != MANIFEST
     }
     manifest = {"files": files, **fields}
-    (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    atomic_write_text(out_dir / MANIFEST, json.dumps(manifest, indent=2) + "\n")
     return manifest
 
 

@@ -11,10 +11,11 @@ import onnx
 from model.checkpoint import TEXT_ENCODER_DIR, load_checkpoint
 from model.data import Collator, load_splits
 from model.metrics import sentiment_metrics
+from model.onnx_session import make_session
 
 from .artifacts import FEATURE_SPEC, VARIANT_FILES, feature_spec_for, write_manifest
 from .onnx import OPSET, PARITY_RTOL, PARITY_TOLERANCE, PERCENTILE_TOLERANCE, check_parity, convert_fp16, export_onnx, quantize_int8, ragged_batch, sample_batches
-from .runtime import OnnxModel, make_session
+from .runtime import OnnxModel
 
 log = logging.getLogger("mmim.export")
 

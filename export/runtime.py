@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
 
-from model.onnx_session import make_session, usable_cores
+from model.onnx_session import make_session
 
 from .artifacts import FEATURE_SPEC, VARIANT_FILES, ModelFolderError, verify_folder
 

@@ -5,7 +5,6 @@ nothing is ever unpickled.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .config import ModelConfig
-from .files import atomic_write_text
+from .files import atomic_write, atomic_write_text
 from .mmim import MMIM
 
 TEXT_ENCODER_DIR = "text_encoder"
@@ -23,13 +22,10 @@ FEATURE_SPEC = "feature_spec.json"
 
 
 def save_weights(model: torch.nn.Module, path: Path) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
     # Copies, because cuDNN packs LSTM weights into one shared buffer, which
     # safetensors refuses to write as separate tensors.
     state = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(tmp))
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: save_file(state, tmp))
 
 
 # Buffers added after checkpoints were first written; an older checkpoint lacks them and

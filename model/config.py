@@ -12,6 +12,8 @@ from .metrics import LOWER_IS_BETTER, METRIC_NAMES
 MODALITIES = ("text", "audio", "visual")
 NONVERBAL = ("audio", "visual")
 VARIANTS = ("full", "no_mi", "text")
+# How a row's training target is made: its label, or model/data/targets.words_first.
+TARGET_RULES = ("label", "words_first")
 
 
 @dataclass
@@ -144,8 +146,8 @@ class TrainConfig:
             self.model = ModelConfig(**self.model)
         if isinstance(self.tuple_nce, dict):
             self.tuple_nce = TupleNCEConfig(**self.tuple_nce)
-        if self.target_rule not in ("label", "words_first"):
-            raise ValueError(f"unknown target_rule {self.target_rule!r}; choose label or words_first")
+        if self.target_rule not in TARGET_RULES:
+            raise ValueError(f"unknown target_rule {self.target_rule!r}; choose from {TARGET_RULES}")
         if self.pretrain not in PRETRAIN:
             raise ValueError(f"unknown pretrain {self.pretrain!r}; choose from {PRETRAIN}")
         if self.select_on not in METRIC_NAMES:

@@ -28,8 +28,13 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def derived_seed(seed: int, stream: int) -> int:
+    """The seed of one random stream (an epoch, or an evaluation pass) of the run seeded `seed`."""
+    return seed * 100_003 + stream
+
+
 def epoch_seed(seed: int, epoch: int) -> int:
-    return seed * 100_003 + epoch
+    return derived_seed(seed, epoch)
 
 
 def plot_curves(history: list[dict], path: Path) -> None:

@@ -66,12 +66,6 @@ def encoder_label(model: ModelConfig) -> str:
     return name if model.text_pooling == "cls" else f"{name} ({model.text_pooling})"
 
 
-def encoder_label(model: ModelConfig) -> str:
-    """How summaries name a run's text encoder: the alias or the folder's name, and the pooling if not [CLS]."""
-    name = {"": "MiniLM-L6", "minilm": "MiniLM-L6", "mpnet": "MPNet"}.get(model.text_encoder, Path(model.text_encoder).name)
-    return name if model.text_pooling == "cls" else f"{name} ({model.text_pooling})"
-
-
 @dataclass
 class Run:
     """Everything one training run holds while it trains."""

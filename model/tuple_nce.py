@@ -38,6 +38,7 @@ from torch import nn
 
 from .config import TrainConfig, TupleNCEConfig
 from .files import atomic_write_text
+from .run_state import derived_seed
 from .data import Batch
 
 log = logging.getLogger("mmim.tuple_nce")
@@ -47,6 +48,8 @@ ENCODERS_FILE = "tuple_nce_encoders.safetensors"
 HEADS_FILE = "tuple_nce_heads.safetensors"
 # What the pre-training changes in MMIM: the text and sequence encoders.
 ENCODER_PREFIXES = ("text.", "encoders.")
+# The random stream of the A^k evaluations, apart from every epoch's.
+EVAL_STREAM = 99_991
 EVAL_BATCH = 64  # inference only: larger batches are faster and change nothing
 
 
@@ -284,7 +287,7 @@ def pretrain(model, splits, collate, cfg: TrainConfig) -> tuple[dict, nn.ModuleD
         torch.manual_seed(cfg.seed)
         stage = _Stage(model, splits, collate, cfg)
         heads = make_heads(model, ncfg.nce_proj_dim).to(cfg.device)
-        eval_seed = cfg.seed * 100_003 + 99_991
+        eval_seed = derived_seed(cfg.seed, EVAL_STREAM)
         names = ["alpha_0", *(f"alpha_{m}" for m in stage.modalities)]
         a_before = stage.accuracy(heads, stage.valid, eval_seed)
         log.info("TupleInfoNCE A^k before: %s", _fmt(a_before))

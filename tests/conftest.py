@@ -16,9 +16,11 @@ from pathlib import Path
 
 import pytest
 
+from model.files import data_root
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 REPO = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("MMIM_DATA", REPO.parent / "shared" / "data"))
+DATA = data_root()
 SHIPPED = REPO / "weights" / "mmim-clip"
 SLOW_FIXTURES = {"clip_dataset", "clip_model_dir", "shipped", "fe", "fe_asr", "asr"}
 

@@ -12,7 +12,6 @@ from app.config import AppConfig
 from app.loadtest import free_port, run_load, start_server, stop_server, wait_ready
 from app.predictor import Predictor
 from model.features import FeatureError
-from model.features.bench.media import make_clip
 
 pytestmark = pytest.mark.slow  # the browser
 

@@ -10,7 +10,8 @@ import torch
 from export.artifacts import ModelFolderError
 from export.build import build_model_folder
 from export.onnx import PERCENTILE_TOLERANCE, ParityError, ServingGraph, check_parity, export_onnx, frozen_axes, ragged_batch, sample_batches
-from export.runtime import OnnxModel, make_session
+from export.runtime import OnnxModel
+from model.onnx_session import make_session
 from export.triton import write_triton_repository
 from model.checkpoint import load_checkpoint
 from model.config import ModelConfig, TrainConfig

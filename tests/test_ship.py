@@ -1,11 +1,10 @@
 """The shipped clip model: its recipe's matching logic, and the folder in weights/."""
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from export.ship.corpora import FACE_VALENCE, STRONG, VOICE_VALENCE, face_clip
-from export.ship.tuples import BIN_EDGES, match_tuples, valence_bin
+from export.ship.tuples import match_tuples, valence_bin
 
 from tests.conftest import REPO, SHIPPED
 

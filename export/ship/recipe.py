@@ -34,7 +34,7 @@ from model.cli import add_dataclass_flags, dataclass_from_args
 from model.config import ModelConfig, TrainConfig
 from model.data.featurized import SPLITS
 from model.features import FrontEnd
-from model.files import data_root
+from model.files import atomic_write_text, data_root
 from model.train import train
 
 from ..artifacts import MANIFEST, write_manifest
@@ -127,8 +127,8 @@ def ship(cfg: ShipConfig) -> dict:
             "faces": {s: len(f) for s, f in faces.items()},
         },
     })
-    (out / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out / "MODEL_CARD.md").write_text(model_card(report, out))
+    atomic_write_text(out / "metrics.json", json.dumps(report, indent=2) + "\n")
+    atomic_write_text(out / "MODEL_CARD.md", model_card(report, out))
     # The manifest covers every file that ships, metrics included.
     fields = {k: v for k, v in json.loads((out / MANIFEST).read_text()).items() if k != "files"}
     write_manifest(out, **fields)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import torch
 
 CLEAR_TEXT = 1.5  # |valence| at which the words alone decide
-RULES = ("label", "words_first")
 
 
 def words_first(labels: torch.Tensor, present: torch.Tensor, modalities: tuple[str, ...]) -> torch.Tensor:

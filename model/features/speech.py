@@ -8,7 +8,6 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from model.features.errors import FeatureError
 from model.features.media import SAMPLE_RATE
 
 DEFAULT_ASR_MODEL = "base"
