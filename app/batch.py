@@ -8,12 +8,14 @@ written. A clip that fails gets a row with its error; the batch goes on.
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import logging
 import re
 import stat
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Callable
@@ -26,6 +28,13 @@ from .config import AppConfig
 log = logging.getLogger("mmim.app")
 # Zip bombs: a member that claims to expand more than this many times is refused.
 MAX_COMPRESSION_RATIO = 200
+# Longest name a member is saved under: file systems refuse names over 255 bytes.
+MAX_NAME_CHARS = 100
+# What reading a damaged member raises: the zip's own check, the decompressor's, a short read, or
+# a seek to an offset the damage made up (OSError EINVAL).
+DAMAGED_MEMBER = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError, OSError)
+# OSErrors that are the server's trouble (its disk, its limits), never the member's.
+SERVER_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EMFILE, errno.ENFILE}
 DIAGNOSTIC_KEYS = ("present", "ba", "ba_percentile", "cpc", "cpc_percentile", "shapley", "contribution")
 RESULT_COLUMNS = [
     "file", "segment_start", "segment_end", "score", "label", "bin7", "summary", "text_source", "transcript",
@@ -38,11 +47,15 @@ RESULT_COLUMNS = [
 class Clip:
     name: str  # the name the user knows it by (file name or zip member base name)
     path: Path
+    error: str = ""  # why the clip could not even be read (a damaged zip member); it gets an error row
 
 
 def _safe_name(name: str, taken: set[str]) -> str:
     """The member's base name with odd characters replaced, made unique in this batch."""
     base = re.sub(r"[^A-Za-z0-9._-]", "_", PurePosixPath(name.replace("\\", "/")).name).lstrip(".") or "clip"
+    if len(base) > MAX_NAME_CHARS:
+        stem, dot, ext = base.rpartition(".")
+        base = (stem[: MAX_NAME_CHARS - len(ext) - 1] + dot + ext) if dot and len(ext) < 10 else base[:MAX_NAME_CHARS]
     candidate, i = base, 1
     while candidate in taken:
         stem, dot, ext = base.rpartition(".")
@@ -63,6 +76,8 @@ def unpack_zip(path: str | Path, workdir: Path, config: AppConfig) -> list[Clip]
         for info in archive.infolist():
             name = info.filename
             mode = info.external_attr >> 16
+            if not name:  # zipfile cuts a name at its first NUL: "\x00.wav" becomes ""
+                continue
             if info.is_dir() or stat.S_ISLNK(mode) or name.startswith("__MACOSX/") or PurePosixPath(name).name.startswith("."):
                 continue
             if Path(name).suffix.lower() not in MEDIA_EXTS:
@@ -82,16 +97,28 @@ def unpack_zip(path: str | Path, workdir: Path, config: AppConfig) -> list[Clip]
         clips, taken = [], set()
         for info in members:
             target = workdir / _safe_name(info.filename, taken)
-            # Copy with a hard cap: the header's size may lie.
-            with archive.open(info) as src, open(target, "wb") as dst:
-                written = 0
-                while block := src.read(1 << 20):
-                    written += len(block)
-                    if written > config.max_upload_bytes:
-                        raise FeatureError(f"{info.filename} in the zip is larger than its header says; refusing it")
-                    dst.write(block)
-            clips.append(Clip(PurePosixPath(info.filename).name, target))
+            name = PurePosixPath(info.filename).name
+            try:
+                _copy_member(archive, info, target, config)
+            except DAMAGED_MEMBER as e:
+                target.unlink(missing_ok=True)
+                if isinstance(e, OSError) and e.errno in SERVER_ERRNOS:
+                    raise
+                clips.append(Clip(name, target, f"this member of the zip is damaged ({e}); zip the clip again"))
+                continue
+            clips.append(Clip(name, target))
         return clips
+
+
+def _copy_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, config: AppConfig) -> None:
+    """Copy with a hard cap: the header's size may lie."""
+    with archive.open(info) as src, open(target, "wb") as dst:
+        written = 0
+        while block := src.read(1 << 20):
+            written += len(block)
+            if written > config.max_upload_bytes:
+                raise FeatureError(f"{info.filename} in the zip is larger than its header says; refusing it")
+            dst.write(block)
 
 
 def collect_clips(files: list[str | Path], workdir: Path, config: AppConfig) -> list[Clip]:
@@ -172,6 +199,9 @@ def run_batch(
         for i, clip in enumerate(clips):
             if progress:
                 progress(i, len(clips), clip.name)
+            if clip.error:
+                rows.append(result_row(clip.name, None, clip.error))
+                continue
             text = transcripts.get(clip.name, transcripts.get(Path(clip.name).stem))
             is_video = clip.path.suffix.lower() in VIDEO_EXTS
             media = {"video": clip.path} if is_video else {"audio": clip.path}

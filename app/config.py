@@ -18,6 +18,7 @@ class AppConfig:
     max_timeline_s: float = 600.0  # the timeline (whole videos) takes recordings up to this long
     max_timeline_upload_mb: float = 500.0  # per file in the timeline (a 10-minute 720p video is 100-300 MB)
     concurrency: int = 2  # requests processed at once; the rest wait in the queue
+    cache_minutes: float = 60.0  # uploads and results older than this are deleted from Gradio's cache
     queue_size: int = 64  # requests allowed to wait; beyond that new ones are refused
     max_batch_files: int = 50  # clips per batch request (files or zip members)
     max_zip_mb: float = 200.0  # total uncompressed size of a batch zip

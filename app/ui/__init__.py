@@ -24,7 +24,10 @@ def build_ui(predictor: Predictor, config: AppConfig) -> gr.Blocks:
         f"Limits: {config.max_upload_mb:g} MB per file, {config.max_duration_s:g} s per clip, "
         f"{config.max_batch_files} clips per batch; {config.concurrency} requests at a time."
     )
-    with gr.Blocks(title="MMIM multimodal sentiment") as demo:
+    # Gradio keeps every upload and returned file in its cache: sweep it, so the disk use of a
+    # long-running server stays bounded by what arrived in the last cache_minutes.
+    age_s = int(config.cache_minutes * 60)
+    with gr.Blocks(title="MMIM multimodal sentiment", delete_cache=(max(60, min(600, age_s)), age_s)) as demo:
         gr.Markdown(
             "# MMIM multimodal sentiment\n"
             "Give any of text, audio and video (at least one). A video's own sound track is its audio; "

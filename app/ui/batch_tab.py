@@ -2,6 +2,8 @@
 out, with each clip's error in its own row."""
 from __future__ import annotations
 
+import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -16,10 +18,26 @@ from ..predictor import Predictor
 from .common import run_safely
 
 
+# Results CSVs kept on disk for download; older ones are removed. Gradio copies each into its
+# own cache as it returns, so only the newest few need to stay here.
+RESULTS_KEPT = 16
+
+
+def results_folder() -> Path:
+    """A new folder for one batch's CSV, under this process's results folder, after removing
+    all but the newest RESULTS_KEPT earlier ones: the server's disk use stays bounded."""
+    root = Path(tempfile.gettempdir()) / f"mmim-results-{os.getpid()}"
+    root.mkdir(exist_ok=True)
+    earlier = sorted(root.iterdir(), key=lambda p: p.stat().st_mtime)
+    for old in earlier[: max(0, len(earlier) - RESULTS_KEPT + 1)]:
+        shutil.rmtree(old, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix="batch-", dir=root))
+
+
 def build_batch_tab(predictor: Predictor, config: AppConfig) -> None:
     def batch(files, transcripts, per_segment=False, progress=gr.Progress()):
         files = [getattr(f, "name", f) for f in files or []]
-        out_dir = Path(tempfile.mkdtemp(prefix="mmim-results-"))
+        out_dir = results_folder()
 
         def report(i, n, name):
             progress((i, n), desc=f"{name} ({i}/{n})", unit="clips")

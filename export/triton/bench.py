@@ -54,7 +54,7 @@ class TritonServer:
         import tritonclient.http as http
 
         log_file = open(self.log_path, "w")
-        # serve_triton.sh execs the server, so this PID is tritonserver's own.
+        # serve.sh execs the server, so this PID is tritonserver's own.
         self.process = subprocess.Popen(["bash", str(SERVE_SCRIPT), str(self.repo)], env=self.env,
                                         stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
         log_file.close()
