@@ -122,17 +122,26 @@ def run_soak(url: str, probe: ProcessProbe, files: dict[str, Path], requests: in
     time.sleep(1.0)
     start = probe.snapshot()
     started = time.perf_counter()
+    series, running = [{"requests": len(outcomes), **start}], threading.Event()
+
+    def sample() -> None:  # the curve tells a plateau (warming up) from a leak (steady growth)
+        while not running.wait(10.0):
+            series.append({"requests": len(outcomes), **probe.snapshot()})
+
+    sampler = threading.Thread(target=sample, daemon=True)
     threads = [threading.Thread(target=work, args=(rest, c), daemon=True) for c in connected]
+    sampler.start()
     for t in threads:
         t.start()
     for t in threads:
         t.join(max(0.0, deadline - time.monotonic()) + 10)
+    running.set()
     wall = time.perf_counter() - started
     time.sleep(2.0)  # let finished requests release what they held
     end = probe.snapshot()
     return {"requests": len(outcomes), "clients": clients, "wall_s": round(wall, 1),
             "kinds": summarise(outcomes), "after_warmup": start, "end": end,
-            "growth": {k: round(end[k] - start[k], 1) for k in start}}
+            "growth": {k: round(end[k] - start[k], 1) for k in start}, "series": series + [{"requests": len(outcomes), **end}]}
 
 
 def summarise(outcomes: list[dict]) -> dict:

@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .config import ModelConfig
-from .files import atomic_write, atomic_write_text
+from .files import atomic_dir, atomic_write, atomic_write_text
 from .mmim import MMIM
 
 TEXT_ENCODER_DIR = "text_encoder"
@@ -46,9 +46,11 @@ def save_checkpoint(model: MMIM, tokenizer, out_dir: Path, extra_config: dict | 
     """Write the config, the text encoder's config and tokenizer, and the weights."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    text_dir = out_dir / TEXT_ENCODER_DIR
-    tokenizer.save_pretrained(text_dir)
-    model.text.bert.config.save_pretrained(text_dir)
+    def write_text_encoder(folder: Path) -> None:
+        tokenizer.save_pretrained(folder)
+        model.text.bert.config.save_pretrained(folder)
+
+    atomic_dir(out_dir / TEXT_ENCODER_DIR, write_text_encoder)
     # Point at the copy inside the checkpoint, not at the machine it was trained on.
     config = {"model": asdict(replace(model.config, text_encoder=TEXT_ENCODER_DIR))}
     config.update(extra_config or {})

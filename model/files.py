@@ -1,8 +1,10 @@
 """Small file helpers every layer shares: content hashes, atomic writes, where the data is."""
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +25,32 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+# A full disk or an exhausted quota: the user's to fix, with a message that says where.
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+class NoSpaceError(OSError):
+    """No space left where a file was being written; nothing was half-written."""
+
+
+def _no_space(path: Path, error: BaseException) -> BaseException:
+    """A NoSpaceError when `error` came from a full disk, else `error` itself. Writers wrap the
+    errno differently (safetensors and torch raise their own types), so a disk left with
+    almost nothing free counts too."""
+    if isinstance(error, NoSpaceError):
+        return error
+    full = (isinstance(error, OSError) and error.errno in NO_SPACE) or "No space left on device" in str(error)
+    if not full:
+        try:
+            full = shutil.disk_usage(path.parent).free < 2**20
+        except OSError:
+            return error
+    if not full:
+        return error
+    return NoSpaceError(errno.ENOSPC, f"no space left on the device holding {path.parent}; nothing was half-written. "
+                                      "Free space there (or write elsewhere) and run the same command again", str(path))
+
+
 def atomic_write(path: Path, write: Callable[[str], None]) -> None:
     """write(tmp_path), then rename onto `path`: a crash or a full disk never leaves half a
     file under `path`, and a failed write leaves no temporary file behind."""
@@ -34,9 +62,35 @@ def atomic_write(path: Path, write: Callable[[str], None]) -> None:
     try:
         write(tmp)
         os.replace(tmp, path)
+    except Exception as e:
+        converted = _no_space(path, e)
+        if converted is e:
+            raise
+        raise converted from e
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def atomic_dir(path: Path, write: Callable[[Path], None]) -> None:
+    """write(tmp_dir), then put the folder in place of `path`, the same way as atomic_write."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
+    try:
+        write(tmp)
+        if path.exists():
+            old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.old."))
+            os.replace(path, old / "x")
+            shutil.rmtree(old, ignore_errors=True)
+        os.replace(tmp, path)
+    except Exception as e:
+        converted = _no_space(path, e)
+        if converted is e:
+            raise
+        raise converted from e
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .checkpoint import load_weights, save_weights
-from .files import atomic_write_text
+from .files import atomic_write, atomic_write_text
 
 RESUME_FILE = "resume.json"
 # Offsets each process's random stream under torchrun; rank 0 keeps a plain run's.
@@ -58,7 +58,7 @@ def plot_curves(history: list[dict], path: Path) -> None:
         if keys:
             ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100))
     plt.close(fig)
 
 
@@ -66,12 +66,16 @@ def save_resume_state(run_dir: Path, model, opt_main, opt_mmilb, state: dict) ->
     """Write state-<epoch>/ and only then point resume.json at it."""
     state_dir = run_dir / f"state-{state['epoch']}"
     state_dir.mkdir(parents=True, exist_ok=True)
-    save_weights(model, state_dir / "model.safetensors")
     optim = {"main": opt_main.state_dict()}
     if opt_mmilb is not None:
         optim["mmilb"] = opt_mmilb.state_dict()
-    torch.save(optim, state_dir / "optimizer.pt")
-    atomic_write_text(run_dir / RESUME_FILE, json.dumps({**state, "dir": state_dir.name}) + "\n")
+    try:
+        save_weights(model, state_dir / "model.safetensors")
+        atomic_write(state_dir / "optimizer.pt", lambda tmp: torch.save(optim, tmp))
+        atomic_write_text(run_dir / RESUME_FILE, json.dumps({**state, "dir": state_dir.name}) + "\n")
+    except OSError:
+        shutil.rmtree(state_dir, ignore_errors=True)  # the previous resume point stays whole
+        raise
     for old in run_dir.glob("state-*"):
         if old != state_dir:
             shutil.rmtree(old, ignore_errors=True)

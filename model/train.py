@@ -35,7 +35,7 @@ from .checkpoint import FEATURE_SPEC, load_weights, save_checkpoint, save_weight
 from .cli import add_dataclass_flags, dataclass_from_args
 from .config import ModelConfig, TrainConfig, TupleNCEConfig
 from .data import BENCHMARKS, Collator, Sample, feature_statistics, load_splits
-from .files import atomic_write_text
+from .files import NoSpaceError, atomic_write_text
 from .inference import evaluate, iterate_batches
 from .mmim import MMIM
 from .run_state import (RANK_SEED_STRIDE, RESUME_FILE, epoch_seed, load_resume_state, plot_curves, save_resume_state,
@@ -159,7 +159,7 @@ def setup(cfg: TrainConfig, ctx: distributed.Context, resume: bool) -> Run:
 
 
 def run_epoch(run: Run, epoch: int, sync) -> dict:
-    """Train one epoch and score validation; the epoch's record (also appended to metrics.jsonl)."""
+    """Train one epoch and score validation; the epoch's record."""
     cfg, ctx = run.cfg, run.ctx
     start = time.perf_counter()
     # Each process draws its own dropout and modality-dropout masks (rank 0's are a plain run's).
@@ -189,17 +189,16 @@ def run_epoch(run: Run, epoch: int, sync) -> dict:
     record = {"epoch": epoch, "seconds": seconds}
     record.update({f"train_{k}": v for k, v in train_means.items()})
     record.update({f"valid_{k}": v for k, v in valid.items()})
-    if ctx.is_main:
-        with open(run.dir / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
     return record
 
 
 def select(run: Run, epoch: int, record: dict) -> None:
     """Keep the weights if validation improved, count the epochs since it last did, and
-    write the resume point."""
+    write the log and the resume point."""
     state = run.state
     state["history"].append(record)
+    if run.ctx.is_main:  # rewritten whole: a full disk can never leave half a line
+        atomic_write_text(run.dir / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in state["history"]))
     loss = run.cfg.selection_loss({k.removeprefix("valid_"): v for k, v in record.items() if k.startswith("valid_")})
     if state["best"] is None or loss < state["best"]:
         state.update(best=loss, best_epoch=epoch, stale=0)
@@ -272,7 +271,10 @@ def main(argv: list[str] | None = None) -> None:
     cfg = dataclass_from_args(
         TrainConfig, args, model=dataclass_from_args(ModelConfig, args), tuple_nce=dataclass_from_args(TupleNCEConfig, args)
     )
-    train(cfg, resume=not args.no_resume)
+    try:
+        train(cfg, resume=not args.no_resume)
+    except NoSpaceError as e:
+        raise SystemExit(f"error: {e.strerror} ({e.filename})") from None
 
 
 if __name__ == "__main__":

@@ -150,3 +150,26 @@ def shipped():
         return made[key]
 
     return get
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A tmpfs of a chosen size: small_disk(bytes) mounts it (again, to resize) and returns its path.
+    Needs root (CI runs as root); skipped where mounting is not allowed."""
+    import subprocess
+
+    mount = tmp_path / "small_disk"
+    mount.mkdir()
+    mounted = []
+
+    def resize(size: int) -> Path:
+        options = f"{'remount,' if mounted else ''}size={max(4096, size)}"
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount)], capture_output=True, text=True)
+        if done.returncode:
+            pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+        mounted.append(size)
+        return mount
+
+    yield resize
+    if mounted:
+        subprocess.run(["umount", "-l", str(mount)], check=False)

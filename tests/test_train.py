@@ -157,3 +157,31 @@ def test_unimodal_heads_are_trained(tmp_path, mosi_dir, tiny_bert):
     assert logs["loss"] == pytest.approx(logs["task"] - cfg.alpha * cpc - cfg.beta * ba + unimodal, rel=1e-5)
     for m, head in model.unimodal.items():
         assert not torch.equal(before[m], head.weight), m
+
+
+@pytest.mark.slow  # trains three times
+def test_a_full_disk_is_a_clear_error_and_a_rerun_with_room_completes(tmp_path, mosi_dir, tiny_bert, small_disk):
+    """The run folder on a disk that fills during training: a clear error, every file in it whole
+    (no temporary files, the resume point intact), and the same command on a roomier disk
+    resumes to the result of an uninterrupted run."""
+    reference = fixture_config(tmp_path / "clean", mosi_dir, tiny_bert, epochs=3, patience=10)
+    train(reference)
+    checkpoint = sum(p.stat().st_size for p in Path(reference.out_dir).rglob("*") if p.is_file())
+    disk = small_disk(int(checkpoint * 1.6))  # room for the checkpoint, not for every resume point too
+    cfg = fixture_config(disk, mosi_dir, tiny_bert, epochs=3, patience=10)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-m", "model.train", *cli_args(cfg)], env=env, cwd=REPO,
+                          capture_output=True, text=True)
+    assert done.returncode == 1 and "error: no space left on the device" in done.stderr, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    run = Path(cfg.out_dir)
+    assert not list(run.rglob(".*")), list(run.rglob(".*"))  # nothing half-written left behind
+    if (run / "resume.json").exists():  # the resume point it names is whole
+        state = run / json.loads((run / "resume.json").read_text())["dir"]
+        assert {p.name for p in state.iterdir()} == {"model.safetensors", "optimizer.pt"}
+        load_file(str(state / "model.safetensors"))
+    small_disk(256 * 2**20)
+    subprocess.run([sys.executable, "-m", "model.train", *cli_args(cfg)], env=env, cwd=REPO, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    resumed, clean = weights(run), weights(reference.out_dir)
+    assert all((resumed[k] == clean[k]).all() for k in clean)

@@ -15,7 +15,7 @@ from model.features.media import MEDIA_EXTS
 from ..batch import run_batch
 from ..config import AppConfig
 from ..predictor import Predictor
-from .common import run_safely
+from .common import PathFile, run_safely
 
 
 # Results CSVs kept on disk for download; older ones are removed. Gradio copies each into its
@@ -53,9 +53,9 @@ def build_batch_tab(predictor: Predictor, config: AppConfig) -> None:
         "Each clip's error, if any, is in its row."
     )
     with gr.Row():
-        batch_files = gr.File(label="Clips or a zip", file_count="multiple", elem_id="batch_files",
+        batch_files = PathFile(label="Clips or a zip", file_count="multiple", elem_id="batch_files",
                               file_types=[*sorted(MEDIA_EXTS), ".zip"])
-        batch_csv = gr.File(label="Transcripts CSV (optional)", file_types=[".csv"], elem_id="batch_transcripts")
+        batch_csv = PathFile(label="Transcripts CSV (optional)", file_types=[".csv"], elem_id="batch_transcripts")
     batch_segments = gr.Checkbox(label="One row per segment (each clip as a timeline)", value=False,
                                  elem_id="batch_segments")
     batch_button = gr.Button("Run batch", variant="primary", elem_id="batch_button")

@@ -4,6 +4,9 @@ from __future__ import annotations
 import logging
 
 import gradio as gr
+from gradio.data_classes import FileData
+from gradio.utils import NamedString
+from gradio_client import utils as client_utils
 
 from model.features import FeatureError
 
@@ -20,3 +23,17 @@ def run_safely(fn, *args, **kwargs):
     except Exception as e:  # the queue worker survives; the user sees a short message
         log.exception("request failed")
         raise gr.Error(f"internal error ({type(e).__name__}); the server logged the details. Try another input.") from None
+
+
+class PathFile(gr.File):
+    """gr.File that hands the uploaded file's path to the handler. Gradio 6.31's own File
+    also opens an empty NamedTemporaryFile in its cache for every file it preprocesses and
+    never uses or removes it: one stray file per timeline or batch request (found by
+    `python -m app.soak`)."""
+
+    def _process_single_file(self, f: FileData):
+        if self.type != "filepath":
+            return super()._process_single_file(f)
+        if self.file_types and not client_utils.is_valid_file(f.path, self.file_types):
+            raise gr.Error(f"Invalid file type. Please upload a file that is one of these formats: {self.file_types}")
+        return NamedString(f.path)

@@ -12,7 +12,7 @@ from model.features.media import AUDIO_EXTS, MEDIA_EXTS
 from .. import interpret
 from ..config import AppConfig
 from ..predictor import Predictor
-from .common import run_safely
+from .common import PathFile, run_safely
 
 
 def timeline_frames(result: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -59,7 +59,7 @@ def build_timeline_tab(predictor: Predictor, config: AppConfig) -> None:
         "recogniser's sentences and pauses; each segment is scored like a clip. Without speech the "
         "recording is cut into fixed windows."
     )
-    timeline_file = gr.File(label="Video or audio", elem_id="timeline_input", file_types=sorted(MEDIA_EXTS))
+    timeline_file = PathFile(label="Video or audio", elem_id="timeline_input", file_types=sorted(MEDIA_EXTS))
     timeline_button = gr.Button("Build the timeline", variant="primary", elem_id="timeline_button")
     timeline_summary = gr.Markdown(elem_id="timeline_summary")
     timeline_plot = gr.LinePlot(x="time_s", y="value", color="series", label="Score and Shapley values over time",

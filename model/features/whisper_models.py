@@ -63,7 +63,7 @@ def _join_base() -> Path:
         for name in BASE_SIDE_FILES:
             shutil.copy(side / name, directory / name)
 
-    return check_dir(build_once(cache_root() / f"whisper-base-{BASE_MODEL_BIN_SHA256[:12]}", "model.bin", build))
+    return check_dir(build_once(cache_root() / f"whisper-base-{BASE_MODEL_BIN_SHA256[:12]}", build))
 
 
 def resolve(name: str) -> Path:

@@ -27,7 +27,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from .worker import extract, init_front_end, use_front_end
-from model.files import atomic_write
+from model.files import NoSpaceError, atomic_write
 from model.cli import add_dataclass_flags, dataclass_from_args
 from model.features import FrontEnd, FrontEndConfig
 from model.features.media import MEDIA_EXTS
@@ -164,6 +164,9 @@ def featurize(cfg: FeaturizeConfig, fe_cfg: FrontEndConfig) -> dict:
     clips, out = Path(cfg.clips), Path(cfg.out)
     rows = read_labels(Path(cfg.labels))[: cfg.limit or None]
     out.mkdir(parents=True, exist_ok=True)
+    # Temporary files a killed run left (atomic writes rename them into place when done).
+    for stale in (out / "features").glob(".*"):
+        stale.unlink()
     front_end = FrontEnd(fe_cfg)
     _check_spec(out, front_end.spec())
     jobs, missing, done = plan(rows, clips, out)
@@ -186,7 +189,10 @@ def main(argv=None) -> None:
     cfg = dataclass_from_args(FeaturizeConfig, args)
     if not (cfg.clips and cfg.labels and cfg.out):
         parser.error("--clips, --labels and --out are required")
-    print(json.dumps(featurize(cfg, dataclass_from_args(FrontEndConfig, args))))
+    try:
+        print(json.dumps(featurize(cfg, dataclass_from_args(FrontEndConfig, args))))
+    except NoSpaceError as e:
+        raise SystemExit(f"error: {e.strerror} ({e.filename}); clips already written are kept") from None
 
 
 if __name__ == "__main__":
