@@ -116,7 +116,8 @@ def test_other_languages_are_flagged_not_scored(fe_asr, tmp_path):
     sf.write(wav, speech("Bonjour, je suis très content de vous voir aujourd'hui.", voice="fr"), 16000)
     f = fe_asr.extract(audio=wav)
     assert f.text == "" and f.text_source == "absent" and len(f.audio) > 0
-    assert f.quality["text_absent_reason"].startswith("speech detected as fr")
+    assert f.quality["text_absent_reason"].startswith("transcript uncertain: the words were not scored")
+    assert "most likely fr" in f.quality["text_absent_reason"] and f.quality["asr_gate"]["english_probability"] < 0.5
     assert "Bonjour" in f.quality["asr_transcript"]
 
 
@@ -373,3 +374,32 @@ def test_yuface_finds_a_tilted_face_that_haar_misses():
     found = FaceDetector(DetectorConfig()).detect(canvas)
     assert len(found) == 1 and 200 <= found[0].x + found[0].w / 2 <= 440
     assert FaceDetector(DetectorConfig.haar()).detect(canvas) == []  # the frontal cascade does not see it
+
+
+def test_our_yuface_call_gives_the_wheels_boxes_and_keeps_no_memory():
+    """yuface_boxes calls libfacedetection with a reused buffer: the same boxes as the wheel's
+    own yuface.detect (which leaks a 36 KB buffer per call), and memory that stays put."""
+    import cv2
+
+    from model.features.bench.media import face_frame, no_face_frame, two_faces_frame
+    from model.features.visual import _yuface_module, yuface_boxes
+
+    wheel, rng = _yuface_module(), np.random.default_rng(0)
+    for make in (face_frame, two_faces_frame, no_face_frame):
+        for size in ((640, 480), (160, 120)):
+            image = cv2.cvtColor(make(size), cv2.COLOR_RGB2BGR)
+            noisy = np.clip(image.astype(int) + rng.integers(-20, 20, image.shape), 0, 255).astype(np.uint8)
+            for conf in (0.3, 0.5):
+                assert np.array_equal(yuface_boxes(noisy, conf), wheel.detect(noisy, conf=conf)[1])
+    image = cv2.cvtColor(face_frame((320, 240)), cv2.COLOR_RGB2BGR)
+    assert len(yuface_boxes(image, 0.5)) == 1
+
+    def rss_kb() -> int:
+        return int(open("/proc/self/status").read().split("VmRSS:")[1].split()[0])
+
+    for _ in range(20):
+        yuface_boxes(image, 0.5)
+    before = rss_kb()
+    for _ in range(300):
+        yuface_boxes(image, 0.5)
+    assert rss_kb() - before < 3000  # the wheel's own call grows about 10,000 KB over 300 calls

@@ -160,3 +160,46 @@ def _face_sample(visual):
     from model.features import AUDIO_DIM
 
     return Sample("face", "", 0.0, {"audio": np.zeros((0, AUDIO_DIM), np.float32), "visual": visual})
+
+
+@pytest.mark.slow  # builds a small clip model three times
+def test_kill_9_part_way_then_a_rerun_equals_an_uninterrupted_build(tmp_path, tiny_bert):
+    """`python -m export.ship` killed during training, then run again: it resumes from its cached
+    corpora, tuples and training state, and ships the same model with the same figures."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    small = ["--tuples-train", "48", "--tuples-valid", "16", "--tuples-test", "16", "--voices-per-split", "10",
+             "--faces-train", "14", "--faces-valid", "7", "--faces-test", "7", "--epochs", "3", "--patience", "5",
+             "--num-threads", "1", "--text-encoder", tiny_bert]
+
+    def command(name):
+        return [sys.executable, "-m", "export.ship", "--work-dir", str(tmp_path / name / "work"),
+                "--out", str(tmp_path / name / "model"), *small]
+
+    quiet = dict(cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(command("clean"), check=True, **quiet)
+    proc = subprocess.Popen(command("killed"), **quiet)
+    resume = tmp_path / "killed" / "work" / "run" / "resume.json"
+    deadline = time.monotonic() + 600
+    while proc.poll() is None and not resume.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the build finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "killed" / "model").exists()
+    subprocess.run(command("killed"), check=True, **quiet)
+
+    def shipped(name):
+        folder = tmp_path / name / "model"
+        metrics = json.loads((folder / "metrics.json").read_text())
+        for volatile in ("recipe", "train_config"):  # where each build ran
+            metrics.pop(volatile)
+        metrics["training"].pop("epoch_seconds")
+        return metrics, json.loads((folder / "manifest.json").read_text())["files"]["model.onnx"]
+
+    assert shipped("killed") == shipped("clean")

@@ -37,12 +37,15 @@ def text_corpus(data_root: Path) -> dict[str, list[tuple[str, str, float]]]:
     return out
 
 
-def voice_corpus(data_root: Path, frontend, cache: Path) -> dict[str, list[dict]]:
-    """RAVDESS speech through the front end's audio path: features and valence per split."""
+def voice_corpus(data_root: Path, frontend, cache: Path, per_split: int = 0) -> dict[str, list[dict]]:
+    """RAVDESS speech through the front end's audio path: features and valence per split
+    (per_split > 0: that many clips of each split, evenly spaced over its list)."""
     import soundfile
 
     if not cache.is_file():
         rows = list(csv.DictReader(open(data_root / "ravdess" / "metadata.csv", newline="")))
+        if per_split:
+            rows = [r for s in SPLITS for r in _spread([r for r in rows if r["split"] == s], per_split)]
         feats, meta = [], []
         for row in tqdm(rows, desc="RAVDESS audio"):
             signal, rate = soundfile.read(data_root / "ravdess" / row["file"], dtype="float32")
@@ -54,6 +57,10 @@ def voice_corpus(data_root: Path, frontend, cache: Path) -> dict[str, list[dict]
                          "voiced_share": quality.get("voiced_share", 0.0)})
         save_ragged(cache, feats, meta)
     return by_split(*load_ragged(cache))
+
+
+def _spread(rows: list, n: int) -> list:
+    return [rows[i] for i in np.linspace(0, len(rows) - 1, min(n, len(rows))).round().astype(int)] if rows else []
 
 
 def face_clip(face: np.ndarray, scale: int, frames: int, rng: np.random.Generator) -> list[np.ndarray]:

@@ -57,6 +57,9 @@ class ShipConfig:
     tuples_train: int = 2400
     tuples_valid: int = 400
     tuples_test: int = 1200
+    # RAVDESS clips per split, spread over its actors; 0: all of them (the release). Smaller
+    # numbers make smoke runs and tests.
+    voices_per_split: int = 0
     # FER faces per split that are turned into clips (balanced over expressions).
     faces_train: int = 2100
     faces_valid: int = 350
@@ -76,6 +79,7 @@ class ShipConfig:
     target_rule: str = "words_first"
     # The voice encoder also projects the mean of the Whisper frames (model/encoders.py).
     mean_pool: tuple[str, ...] = ("audio",)
+    text_encoder: str = ""  # model.text_models: "" (MiniLM), "mpnet", or a local directory
     num_threads: int = 0
     # Re-evaluate the folder at --out (metrics.json, MODEL_CARD.md) without retraining.
     evaluate_only: bool = False
@@ -88,7 +92,8 @@ def ship(cfg: ShipConfig) -> dict:
     rng = np.random.default_rng(cfg.seed)
 
     texts = text_corpus(root)
-    voices = voice_corpus(root, frontend, work / "ravdess_whisper_features.npz")
+    voices = voice_corpus(root, frontend, work / f"ravdess_whisper_features{f'-{cfg.voices_per_split}' if cfg.voices_per_split else ''}.npz",
+                          cfg.voices_per_split)
     faces = face_corpus(cfg, root, frontend, work / "fer_features.npz")
     detected = {s: float(np.mean([f["face_found"] for f in faces[s]])) for s in SPLITS}
     log.info("faces found by the detector: %s", detected)
@@ -105,7 +110,7 @@ def ship(cfg: ShipConfig) -> dict:
         benchmark="featurized", data_dir=str(dataset), out_dir=str(run_dir), seed=cfg.seed, epochs=cfg.epochs,
         patience=cfg.patience, modality_dropout=cfg.modality_dropout, num_threads=cfg.num_threads, progress=False,
         unimodal_weight=cfg.unimodal_weight, target_rule=cfg.target_rule,
-        model=ModelConfig(mean_pool=tuple(cfg.mean_pool)),
+        model=ModelConfig(mean_pool=tuple(cfg.mean_pool), text_encoder=cfg.text_encoder),
     )
     if cfg.evaluate_only:
         train_metrics = json.loads((run_dir / "metrics.json").read_text())
