@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from model.features.speech import DEFAULT_ASR_MODEL
+from model.features.transcript_gate import GateConfig
 
 if TYPE_CHECKING:
     from model.features.speech import Transcript
@@ -22,6 +23,11 @@ class FrontEndConfig:
     max_text_chars: int = 2000         # longer text is truncated (noted in quality), never an error
     asr: bool = True                   # transcribe when no text is given and audio is present
     asr_model: str = DEFAULT_ASR_MODEL  # Whisper: tiny.en | base | a local CTranslate2 directory
+    gate: GateConfig = field(default_factory=GateConfig)  # when an automatic transcript's words are scored
+
+    def __post_init__(self) -> None:
+        if isinstance(self.gate, dict):  # from asdict(), across process boundaries
+            self.gate = GateConfig(**self.gate)
 
 
 @dataclass

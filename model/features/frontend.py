@@ -19,6 +19,7 @@ from model.features.errors import FeatureError
 from model.features.fer import EXPRESSIONS
 from model.features import voice
 from model.features.speech import AsrConfig, SpeechAnalysis, Transcriber, Transcript
+from model.features import transcript_gate
 from model.features.text import prepare_text
 from model.features.voice import AUDIO_DIM, AUDIO_NAMES, VOICE_MODEL
 from model.features.visual import (BOX_COLUMNS, EXPRESSION_COLUMNS, FACE_PRESENT, CASCADE, VISUAL_DIM, VISUAL_NAMES, DetectorConfig, ExpressionModel,
@@ -261,9 +262,10 @@ class FrontEnd:
         if not transcript.text:
             quality["text_absent_reason"] = f"speech recognition: {transcript.reason}"
             return "", "absent"
-        foreign = transcript.foreign(self.transcriber.config.min_language_probability)
-        if foreign:  # keep the transcript for the user; score the voice and the face only
+        text, unscored, measured = transcript_gate.check(transcript, self.config.gate)
+        quality["asr_gate"] = {k: v if not isinstance(v, float) else round(v, 4) for k, v in measured.items()}
+        if unscored:  # keep the transcript for the user; score the voice and the face only
             quality["asr_transcript"] = transcript.text
-            quality["text_absent_reason"] = foreign
+            quality["text_absent_reason"] = unscored
             return "", "absent"
-        return prepare_text(transcript.text, self.config.max_text_chars)[0], "automatic"
+        return prepare_text(text, self.config.max_text_chars)[0], "automatic"

@@ -15,7 +15,7 @@ from typing import Callable
 
 import numpy as np
 
-from model.features import voice
+from model.features import transcript_gate, voice
 from model.features.config import ClipFeatures
 from model.features.decode import decode
 from model.features.errors import FeatureError
@@ -105,9 +105,9 @@ def extract_long(frontend, *, video=None, audio=None, max_duration_s: float = 60
     english = True
     if transcript is not None:
         quality.update(asr_model=transcript.model, asr_language=transcript.language)
-        foreign = transcript.foreign(frontend.transcriber.config.min_language_probability)
-        if foreign:
-            english, quality["text_absent_reason"] = False, foreign
+        unscored = transcript_gate.check(transcript, frontend.config.gate)[1]
+        if unscored:
+            english, quality["text_absent_reason"] = False, unscored
 
     t0 = time.perf_counter()
     report(0.9, "segments")

@@ -22,7 +22,6 @@ class AsrConfig:
     beam_size: int = 1                # greedy: beam 5 cost about 1.5x for no WER gain on our speech
     vad: bool = True                  # Silero VAD: decode speech only, so silence cannot become words
     max_no_speech_prob: float = 0.6   # segments Whisper itself thinks are not speech are dropped
-    min_language_probability: float = 0.5  # a non-English language below this is "uncertain", not flagged
     # Whisper pads every window to 30 s and the encoder cost is per window, so a 3 s clip
     # pays for 30 s. A partial window is padded to max(min_window_s, 2 x its audio)
     # instead: 4x faster on RAVDESS at the same WER (asr_bench). Without the 2x margin
@@ -55,20 +54,13 @@ class Transcript:
     language: str | None              # detected language (always "en" for an English-only model)
     language_probability: float | None  # None when the model cannot detect languages
     reason: str | None = None
+    english_probability: float | None = None  # Whisper's P(English); None for an English-only model
     model: str = ""
     seconds: float = 0.0
 
     @property
     def english(self) -> bool:
         return self.language in (None, "en")
-
-    def foreign(self, min_probability: float) -> str | None:
-        """Why the words must not be scored: confidently another language (an English encoder
-        gives confident nonsense on it). None when they may be scored."""
-        p = self.language_probability
-        if self.english or p is None or p < min_probability:
-            return None
-        return f"speech detected as {self.language} (p = {p:.2f}); the model reads English, so the words were not scored"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -172,9 +164,11 @@ class Transcriber:
         from faster_whisper.transcribe import restore_speech_timestamps
 
         c, fw = self.config, self.whisper
+        english = None
         if self.multilingual:
-            token, probability = fw.model.detect_language(encoder_output)[0][0]
-            language, probability = token[2:-2], float(probability)
+            ranked = fw.model.detect_language(encoder_output)[0]
+            language, probability = ranked[0][0][2:-2], float(ranked[0][1])
+            english = float(dict(ranked).get("<|en|>", 0.0))
         else:
             language, probability = "en", None
         tokenizer = Tokenizer(fw.hf_tokenizer, self.multilingual, task="transcribe", language=language)
@@ -195,7 +189,7 @@ class Transcriber:
         if not text:
             reason = (f"no words: Whisper judged the sound not to be speech (no-speech probability above "
                       f"{c.max_no_speech_prob})" if dropped else "no words recognised in the speech")
-        return Transcript(text, kept, language, probability, reason=reason)
+        return Transcript(text, kept, language, probability, reason=reason, english_probability=english)
 
     def _options(self, tokenizer):
         from faster_whisper.transcribe import TranscriptionOptions, get_suppressed_tokens
