@@ -173,8 +173,8 @@ def test_kill_9_part_way_then_a_rerun_equals_an_uninterrupted_build(tmp_path, ti
     import sys
     import time
 
-    small = ["--tuples-train", "48", "--tuples-valid", "16", "--tuples-test", "16", "--voices-per-split", "10",
-             "--faces-train", "14", "--faces-valid", "7", "--faces-test", "7", "--epochs", "3", "--patience", "5",
+    small = ["--tuples-train", "32", "--tuples-valid", "8", "--tuples-test", "8", "--voices-per-split", "8",
+             "--faces-train", "7", "--faces-valid", "7", "--faces-test", "7", "--epochs", "3", "--patience", "5",
              "--num-threads", "1", "--text-encoder", tiny_bert]
 
     def command(name):

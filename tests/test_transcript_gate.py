@@ -74,10 +74,11 @@ def _signal(folder: str, row: dict) -> np.ndarray:
     return _mono_16k(x, rate)
 
 
-@pytest.mark.slow  # Whisper on 60 held-out clips
+@pytest.mark.slow  # Whisper on a held-out slice of real English (the bench runs all of it)
 def test_held_out_real_english_keeps_its_words(asr):
-    kept = [check(t)[1] is None for row in _held_out("english") if (t := asr.transcribe(_signal("english", row))).text]
-    assert len(kept) >= 50 and np.mean(kept) >= 0.98
+    rows = _held_out("english")[::3]
+    kept = [check(t)[1] is None for row in rows if (t := asr.transcribe(_signal("english", row))).text]
+    assert len(kept) >= 18 and all(kept)
 
 
 @pytest.mark.slow  # Whisper on held-out real and generated foreign speech

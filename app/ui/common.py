@@ -31,6 +31,10 @@ class PathFile(gr.File):
     never uses or removes it: one stray file per timeline or batch request (found by
     `python -m app.soak`)."""
 
+    # A template of gr.File: the page draws it with File's own frontend (Gradio picks the
+    # frontend by the parent's name for templates, by the class's own name otherwise).
+    is_template = True
+
     def _process_single_file(self, f: FileData):
         if self.type != "filepath":
             return super()._process_single_file(f)

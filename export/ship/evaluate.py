@@ -77,12 +77,19 @@ def tuple_metrics(runtime, test_tuples: list[dict]) -> dict:
 def mi_agree_vs_disagree(runtime, test_tuples: list[dict], voices: list[dict], faces: list[dict], rng) -> dict:
     """Every diagnostic on agreeing tuples with clearly polar words, and on the same tuples with
     a voice and a face of the opposite polarity (strong bins only, so "opposite" is unambiguous)."""
-    def opposite(pool, label):
-        want = [p for p in pool if p.get("face_found", True) and p.get("voice_found", True)
+    def candidates(pool, label):
+        return [p for p in pool if p.get("face_found", True) and p.get("voice_found", True)
                 and np.sign(p["valence"]) == -np.sign(label) and abs(p["valence"]) >= 1.0]
+
+    def opposite(pool, label):
+        want = candidates(pool, label)
         return want[rng.integers(len(want))]["features"]
 
-    polar = [t for t in test_tuples if t["agree"] and abs(t["text_label"]) >= 1.0]
+    # Tuples whose opposite exists in both pools (all of them, but in a small smoke build).
+    polar = [t for t in test_tuples if t["agree"] and abs(t["text_label"]) >= 1.0
+             and candidates(voices, t["text_label"]) and candidates(faces, t["text_label"])]
+    if len(polar) < 2:
+        return {"n_pairs": len(polar)}
     agreeing = [_sample(t["text"], t["text_label"], t["voice"]["features"], t["face"]["features"]) for t in polar]
     clashing = [_sample(s.text, s.label, opposite(voices, s.label), opposite(faces, s.label)) for s in agreeing]
     o_agree, o_clash = runtime.predict(agreeing), runtime.predict(clashing)
