@@ -6,7 +6,8 @@ import hashlib
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -51,6 +52,18 @@ def _no_space(path: Path, error: BaseException) -> BaseException:
                                       "Free space there (or write elsewhere) and run the same command again", str(path))
 
 
+@contextmanager
+def _reporting_no_space(path: Path) -> Iterator[None]:
+    """Re-raise a full disk met while writing `path` as a NoSpaceError; any other error as it is."""
+    try:
+        yield
+    except Exception as e:
+        converted = _no_space(path, e)
+        if converted is e:
+            raise
+        raise converted from e
+
+
 def atomic_write(path: Path, write: Callable[[str], None]) -> None:
     """write(tmp_path), then rename onto `path`: a crash or a full disk never leaves half a
     file under `path`, and a failed write leaves no temporary file behind."""
@@ -60,13 +73,9 @@ def atomic_write(path: Path, write: Callable[[str], None]) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
     os.close(fd)
     try:
-        write(tmp)
-        os.replace(tmp, path)
-    except Exception as e:
-        converted = _no_space(path, e)
-        if converted is e:
-            raise
-        raise converted from e
+        with _reporting_no_space(path):
+            write(tmp)
+            os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -78,17 +87,13 @@ def atomic_dir(path: Path, write: Callable[[Path], None]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
     try:
-        write(tmp)
-        if path.exists():
-            old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.old."))
-            os.replace(path, old / "x")
-            shutil.rmtree(old, ignore_errors=True)
-        os.replace(tmp, path)
-    except Exception as e:
-        converted = _no_space(path, e)
-        if converted is e:
-            raise
-        raise converted from e
+        with _reporting_no_space(path):
+            write(tmp)
+            if path.exists():
+                old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.old."))
+                os.replace(path, old / "x")
+                shutil.rmtree(old, ignore_errors=True)
+            os.replace(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -33,9 +33,6 @@ def derived_seed(seed: int, stream: int) -> int:
     return seed * 100_003 + stream
 
 
-def epoch_seed(seed: int, epoch: int) -> int:
-    return derived_seed(seed, epoch)
-
 
 def plot_curves(history: list[dict], path: Path) -> None:
     import matplotlib

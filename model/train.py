@@ -38,7 +38,7 @@ from .data import BENCHMARKS, Collator, Sample, feature_statistics, load_splits
 from .files import NoSpaceError, atomic_write_text
 from .inference import evaluate, iterate_batches
 from .mmim import MMIM
-from .run_state import (RANK_SEED_STRIDE, RESUME_FILE, epoch_seed, load_resume_state, plot_curves, save_resume_state,
+from .run_state import (RANK_SEED_STRIDE, RESUME_FILE, derived_seed, load_resume_state, plot_curves, save_resume_state,
                         seed_everything)
 from .text_models import resolve_text_encoder
 from .train_statistics import store_training_statistics
@@ -163,8 +163,8 @@ def run_epoch(run: Run, epoch: int, sync) -> dict:
     cfg, ctx = run.cfg, run.ctx
     start = time.perf_counter()
     # Each process draws its own dropout and modality-dropout masks (rank 0's are a plain run's).
-    seed_everything(epoch_seed(cfg.seed, epoch) + RANK_SEED_STRIDE * ctx.rank)
-    generator = torch.Generator().manual_seed(epoch_seed(cfg.seed, epoch) + RANK_SEED_STRIDE * ctx.rank)
+    seed_everything(derived_seed(cfg.seed, epoch) + RANK_SEED_STRIDE * ctx.rank)
+    generator = torch.Generator().manual_seed(derived_seed(cfg.seed, epoch) + RANK_SEED_STRIDE * ctx.rank)
     run.model.train()
     sums: dict[str, float] = {}
     if ctx.enabled:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import math
+import os
 import stat
 import time
 import zipfile
@@ -39,7 +40,7 @@ settings.register_profile("ci", max_examples=40, deadline=None, derandomize=True
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 settings.register_profile("campaign", max_examples=400, deadline=None, print_blob=True,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-settings.load_profile(__import__("os").environ.get("HYPOTHESIS_PROFILE", "ci"))
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 BOUND_S = 30.0  # seconds one case may take on a busy 2-core machine
 AUDIO_EXTS = (".wav", ".flac", ".ogg", ".m4a")

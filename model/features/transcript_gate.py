@@ -77,18 +77,25 @@ def mean_logprob(transcript) -> float | None:
     return sum(s.avg_logprob * (s.end - s.start) for s in segments) / total if total else None
 
 
-def check(transcript, config: GateConfig = GateConfig()) -> tuple[str, str | None, dict]:
-    """(the text to score, why it must not be scored or None, what was measured)."""
-    text, longest_run = cut_repeats(transcript.text, config.max_repeats)
-    measured = {"english_probability": transcript.english_probability, "avg_logprob": mean_logprob(transcript),
-                "compression_ratio": round(compression_ratio(text), 3), "longest_repeat": longest_run}
+def reasons(measured: dict, config: GateConfig = GateConfig(), top: str = "") -> list[str]:
+    """Why words with these measurements must not be scored (none: they may be); top names
+    Whisper's most likely language for the message."""
     why = []
-    p = transcript.english_probability
+    p = measured["english_probability"]
     if p is not None and p < config.min_english_probability:
-        top = f"; most likely {transcript.language} (p = {transcript.language_probability:.2f})" if transcript.language else ""
         why.append(f"Whisper's probability that the speech is English is {p:.2f}{top}")
     if measured["avg_logprob"] is not None and measured["avg_logprob"] < config.min_avg_logprob:
         why.append(f"Whisper was unsure of the words (mean log-probability {measured['avg_logprob']:.2f})")
     if measured["compression_ratio"] > config.max_compression_ratio:
         why.append(f"the text repeats itself (compression ratio {measured['compression_ratio']:.1f})")
+    return why
+
+
+def check(transcript, config: GateConfig = GateConfig()) -> tuple[str, str | None, dict]:
+    """(the text to score, why it must not be scored or None, what was measured)."""
+    text, longest_run = cut_repeats(transcript.text, config.max_repeats)
+    measured = {"english_probability": transcript.english_probability, "avg_logprob": mean_logprob(transcript),
+                "compression_ratio": round(compression_ratio(text), 3), "longest_repeat": longest_run}
+    top = f"; most likely {transcript.language} (p = {transcript.language_probability:.2f})" if transcript.language else ""
+    why = reasons(measured, config, top)
     return text, (f"{UNSCORED} ({'; '.join(why)})" if why else None), measured

@@ -98,9 +98,8 @@ def _check_spec(out: Path, spec: dict) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(spec, indent=2)))
 
 
-def plan(rows: list[dict], clips: Path, out: Path) -> tuple[list[dict], list[dict], int]:
-    """(jobs to run, clips not found, clips already written by an earlier run)."""
-    names = {p.relative_to(clips).as_posix() for p in clips.rglob("*") if p.is_file()}
+def plan(rows: list[dict], clips: Path, names: set[str], out: Path) -> tuple[list[dict], list[dict], int]:
+    """(jobs to run, clips not found, clips already written by an earlier run); names: the files in clips."""
     jobs, missing, done, seen = [], [], 0, set()
     for r in rows:
         key = (r["video_id"], r["clip_id"])
@@ -137,12 +136,11 @@ def extract_all(jobs: list[dict], cfg: FeaturizeConfig, front_end: FrontEnd, fe_
     return failed
 
 
-def write_index(rows: list[dict], clips: Path, out: Path, errors: list[dict]) -> int:
+def write_index(rows: list[dict], clips: Path, names: set[str], out: Path, errors: list[dict]) -> int:
     """samples.csv (every clip whose features exist, this run's and earlier runs') and errors.csv,
     both in the order of labels.csv whatever order the workers finished in; the number of samples."""
     order = {(r["video_id"], r["clip_id"]): i for i, r in reversed(list(enumerate(rows)))}
     errors = sorted(errors, key=lambda e: order[(e["video_id"], e["clip_id"])])
-    names = {p.relative_to(clips).as_posix() for p in clips.rglob("*") if p.is_file()}
     samples, listed = [], set()
     for r in rows:
         key = (r["video_id"], r["clip_id"])
@@ -169,10 +167,11 @@ def featurize(cfg: FeaturizeConfig, fe_cfg: FrontEndConfig) -> dict:
         stale.unlink()
     front_end = FrontEnd(fe_cfg)
     _check_spec(out, front_end.spec())
-    jobs, missing, done = plan(rows, clips, out)
+    names = {p.relative_to(clips).as_posix() for p in clips.rglob("*") if p.is_file()}
+    jobs, missing, done = plan(rows, clips, names, out)
     log.info("%d clips: %d already done, %d to do, %d not found", len(rows), done, len(jobs), len(missing))
     errors = missing + extract_all(jobs, cfg, front_end, fe_cfg)
-    written = write_index(rows, clips, out, errors)
+    written = write_index(rows, clips, names, out, errors)
     summary = {"clips": len(rows), "written": written, "skipped_existing": done, "errors": len(errors), "out": str(out)}
     log.info("%s", summary)
     return summary

@@ -27,7 +27,7 @@ import numpy as np
 
 from model.cli import emit_json
 from model.features.bench.media import speech
-from model.features.transcript_gate import GateConfig, check
+from model.features.transcript_gate import GateConfig, check, reasons
 from model.files import data_root
 
 log = logging.getLogger(__name__)
@@ -88,11 +88,7 @@ def measure(model: str = "base") -> list[dict]:
 
 def decide(row: dict, gate: GateConfig) -> bool:
     """Whether the gate scores this clip's words."""
-    if not row["text"]:
-        return False
-    p, lp = row["english_probability"], row["avg_logprob"]
-    return ((p is None or p >= gate.min_english_probability) and (lp is None or lp >= gate.min_avg_logprob)
-            and row["compression_ratio"] <= gate.max_compression_ratio)
+    return bool(row["text"]) and not reasons(row, gate)
 
 
 def groups(rows: list[dict]) -> dict[str, list[dict]]:
