@@ -22,7 +22,7 @@ class AppConfig:
     queue_size: int = 64  # requests allowed to wait; beyond that new ones are refused
     max_batch_files: int = 50  # clips per batch request (files or zip members)
     max_zip_mb: float = 200.0  # total uncompressed size of a batch zip
-    variant: str = "fp32"  # model.onnx variant: fp32 | int8 | fp16
+    variant: str = ""  # "": the folder's default graph; or fp32 | int8 | fp16
     threads: int = 0  # ONNX Runtime intra-op threads; 0 = one per usable core
     asr: bool = True  # transcribe the audio when no text is given
     asr_model: str = DEFAULT_ASR_MODEL  # Whisper: tiny.en | base | a local CTranslate2 directory

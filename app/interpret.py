@@ -5,6 +5,8 @@ diagnostics and the front end's quality figures, so every rule is visible below.
 """
 from __future__ import annotations
 
+from model.metrics import OUTSIDE_PERCENTILE
+
 ABSENT = "absent"  # shown instead of a number for a modality the clip does not have
 NAMES = {"text": "the words", "audio": "the voice", "visual": "the face"}
 BIN7 = {
@@ -16,10 +18,8 @@ BIN7 = {
 MIN_PULL = 0.1
 # Two modalities "disagree" only when the weaker pull is at least this share of the stronger.
 DISAGREE_SHARE = 0.25
-# MI diagnostics are read against the training distribution: below this percentile a
-# value is "outside what the model saw in training", below UNEXPECTED_PERCENTILE "less
-# expected than most training clips".
-OUTSIDE_PERCENTILE = 1.0
+# Below UNEXPECTED_PERCENTILE an MI diagnostic is "less expected than most training clips";
+# below OUTSIDE_PERCENTILE (model/metrics.py) "outside what the model saw in training".
 UNEXPECTED_PERCENTILE = 5.0
 # Quality thresholds behind the flags.
 LOW_FACE_SHARE = 0.3

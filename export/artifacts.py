@@ -1,8 +1,10 @@
 """The exported model folder: files, feature spec and manifest.
 
-    <dir>/model.onnx             fp32 graph (the default)
+    <dir>/model.onnx             fp32 graph
     <dir>/model.int8.onnx        optional, CPU
     <dir>/model.fp16.onnx        optional, GPU
+    (the manifest's first variant is the folder's default graph: fp32, or int8 alone
+    where the fp32 graph is too large to ship)
     <dir>/text_encoder/          tokenizer (tokenisation happens outside the graph)
     <dir>/config.json            the checkpoint's model config
     <dir>/feature_spec.json      what the graph's non-verbal inputs are
@@ -38,6 +40,10 @@ def feature_spec_for(ckpt_dir: Path, config: dict) -> dict:
         if m in model["modalities"]
     }
     return {"name": f"{benchmark}-utterance-features", "modalities": list(model["modalities"]), "streams": streams}
+
+
+def default_variant(manifest: dict) -> str:
+    return next(iter(manifest["variants"]))
 
 
 def write_manifest(out_dir: Path, **fields) -> dict:

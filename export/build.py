@@ -13,7 +13,7 @@ from model.data import Collator, load_splits
 from model.metrics import sentiment_metrics
 from model.onnx_session import make_session
 
-from .artifacts import FEATURE_SPEC, VARIANT_FILES, feature_spec_for, write_manifest
+from .artifacts import FEATURE_SPEC, MANIFEST, VARIANT_FILES, feature_spec_for, write_manifest
 from .onnx import OPSET, PARITY_RTOL, PARITY_TOLERANCE, PERCENTILE_TOLERANCE, check_parity, convert_fp16, export_onnx, quantize_int8, ragged_batch, sample_batches
 from .runtime import OnnxModel
 
@@ -86,3 +86,19 @@ def build_model_folder(
         manifest_fields["variant_test_metrics"] = results
         manifest = write_manifest(out_dir, **manifest_fields)
     return manifest
+
+
+def keep_variants(out_dir: str | Path, variants: tuple[str, ...], **fields) -> dict:
+    """Keep only `variants` in an exported folder, the first as its default graph (for example
+    int8 alone where the fp32 graph is too large to ship), and rewrite the manifest with `fields`."""
+    out_dir = Path(out_dir)
+    manifest = json.loads((out_dir / MANIFEST).read_text())
+    unknown = [v for v in variants if v not in manifest["variants"]]
+    if not variants or unknown:
+        raise ValueError(f"cannot keep {list(variants)}: the folder has {sorted(manifest['variants'])}")
+    for variant, name in manifest["variants"].items():
+        if variant not in variants:
+            (out_dir / name).unlink()
+    kept = {k: v for k, v in manifest.items() if k != "files"}
+    kept.update(fields, variants={v: manifest["variants"][v] for v in variants})
+    return write_manifest(out_dir, **kept)

@@ -26,7 +26,7 @@ import numpy as np
 from model.features.visual import EXPRESSION_MODEL
 from model.onnx_session import make_session
 
-from .artifacts import MANIFEST, VARIANT_FILES, write_manifest
+from .artifacts import MANIFEST, VARIANT_FILES, ModelFolderError, write_manifest
 from .bench import times_ms
 from .onnx import convert_fp16, parity_gap
 from .runtime import OnnxModel
@@ -61,6 +61,9 @@ def prepare(source: Path, out: Path) -> tuple[Path, Path | None]:
         manifest = json.loads((source / MANIFEST).read_text())
         if "fp16" in manifest["variants"]:
             return source, None
+        if "fp32" not in manifest["variants"]:
+            raise ModelFolderError(f"{source} ships no fp32 graph to convert to fp16 ({sorted(manifest['variants'])}); "
+                                   "give the training run it was built from")
         target = out / "model"
         shutil.copytree(source, target, dirs_exist_ok=True)
         convert_fp16(target / VARIANT_FILES["fp32"], target / VARIANT_FILES["fp16"])

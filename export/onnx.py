@@ -210,8 +210,13 @@ def check_parity(model: MMIM, session, collate, batches, tolerance: float = PARI
     return worst
 
 
+# A Gather over a table at least this large is an embedding, quantised with the weights
+# (MPNet's word embeddings are 94 MB in fp32); smaller ones are indexing and stay as they are.
+EMBEDDING_ELEMENTS = 100_000
+
+
 def quantize_int8(src: Path, dst: Path) -> Path:
-    """Dynamic int8 quantisation of the weights (MatMul/Gemm), for CPU serving."""
+    """Dynamic int8 quantisation of the weights (MatMul, embedding tables), for CPU serving."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -220,6 +225,8 @@ def quantize_int8(src: Path, dst: Path) -> Path:
     model = onnx.load(str(src))
     del model.graph.value_info[:]
     _untranspose_gemm_weights(model)
+    tables = {init.name for init in model.graph.initializer
+              if len(init.dims) == 2 and init.dims[0] * init.dims[1] >= EMBEDDING_ELEMENTS}
     stripped = Path(dst).with_suffix(".noshapes.onnx")
     onnx.save(model, str(stripped))
     try:
@@ -227,8 +234,9 @@ def quantize_int8(src: Path, dst: Path) -> Path:
             str(stripped), str(dst), weight_type=QuantType.QInt8,
             # MatMul holds the encoder's weights and time. The small Gemm layers of the
             # heads stay fp32: the quantiser rewrites transposed Gemms into invalid MatMuls.
-            op_types_to_quantize=["MatMul"],
-            nodes_to_quantize=[n.name for n in model.graph.node if n.op_type == "MatMul"],
+            op_types_to_quantize=["MatMul", "Gather"],
+            nodes_to_quantize=[n.name for n in model.graph.node
+                               if n.op_type == "MatMul" or n.op_type == "Gather" and n.input[0] in tables],
             # Without the annotations some MatMul inputs have no inferred type; they are float.
             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
         )

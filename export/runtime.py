@@ -17,7 +17,7 @@ import numpy as np
 
 from model.onnx_session import make_session
 
-from .artifacts import FEATURE_SPEC, VARIANT_FILES, ModelFolderError, verify_folder
+from .artifacts import FEATURE_SPEC, VARIANT_FILES, ModelFolderError, default_variant, verify_folder
 
 log = logging.getLogger("mmim.runtime")
 
@@ -95,12 +95,13 @@ class OnnxModel(ServedModel):
     def __init__(
         self,
         model_dir: str | Path,
-        variant: str = "fp32",
+        variant: str = "",  # "": the folder's default (export/artifacts.py)
         providers: list[str] | None = None,
         threads: int = 0,
         expected_feature_spec: dict | None = None,
     ):
         super().__init__(model_dir, expected_feature_spec)
+        variant = variant or default_variant(self.manifest)
         if variant not in VARIANT_FILES or VARIANT_FILES[variant] not in self.manifest["files"]:
             present = [v for v, f in VARIANT_FILES.items() if f in self.manifest["files"]]
             raise ModelFolderError(f"{self.dir} has no {variant!r} variant; it has {present}")

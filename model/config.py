@@ -24,6 +24,10 @@ class ModelConfig:
     # "cls": the first token (MMIM); "mean": mean over tokens (sentence-transformers' pooling).
     text_pooling: str = "cls"
     max_text_len: int = 50
+    # Embeddings and this many lower text layers are frozen; training computes their outputs
+    # once per token sequence and keeps them in $MMIM_CACHE (model/text_prefix.py). All layers
+    # frozen: the text encoder is a fixed feature extractor.
+    text_frozen_layers: int = 0
     # Transcripts of the K previous segments of the same video, read after the target's
     # (model/data/context.py); 0: the target alone. Needs a larger max_text_len to matter.
     context: int = 0

@@ -30,7 +30,7 @@ class TextEncoder(nn.Module):
     Only input ids and the attention mask go in: MPNet has no token type ids, so no
     caller may rely on them."""
 
-    def __init__(self, path: str, pretrained: bool = True, pooling: str = "cls"):
+    def __init__(self, path: str, pretrained: bool = True, pooling: str = "cls", frozen_layers: int = 0):
         super().__init__()
         import transformers
         from transformers import AutoConfig, AutoModel
@@ -48,9 +48,58 @@ class TextEncoder(nn.Module):
         if pooling not in POOLING:
             raise ValueError(f"unknown text pooling {pooling!r}; choose from {POOLING}")
         self.pooling = pooling
+        layers = len(self.bert.encoder.layer)
+        if not 0 <= frozen_layers <= layers:
+            raise ValueError(f"frozen_layers must be in 0..{layers} for this encoder, not {frozen_layers}")
+        self.frozen_layers = frozen_layers
+        if frozen_layers:
+            for p in self.bert.embeddings.parameters():
+                p.requires_grad_(False)
+            for layer in self.bert.encoder.layer[:frozen_layers]:
+                for p in layer.parameters():
+                    p.requires_grad_(False)
+        # A model.text_prefix.PrefixMemo, set by training: the frozen part's outputs, computed once.
+        self.memo = None
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        if self.frozen_layers and (self.training or self.memo is not None):
+            hidden = self.memo.lookup(self, input_ids, attention_mask) if self.memo else self.lower(input_ids, attention_mask)
+            hidden = self.upper(hidden, attention_mask)
+        else:
+            # In eval mode lower + upper gives what this one call gives (tested), and it exports as one graph.
+            hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return self.pool(hidden, attention_mask)
+
+    @torch.no_grad()
+    def lower(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The frozen embeddings and lower layers, always in eval mode (no dropout): what they
+        give depends on the tokens alone, so it can be cached."""
+        was_training = self.training
+        self.eval()
+        try:
+            hidden = self.bert.embeddings(input_ids=input_ids)
+            return self._layers(hidden, attention_mask, self.bert.encoder.layer[: self.frozen_layers])
+        finally:
+            self.train(was_training)
+
+    def upper(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self._layers(hidden, attention_mask, self.bert.encoder.layer[self.frozen_layers :])
+
+    def _layers(self, hidden: torch.Tensor, attention_mask: torch.Tensor, layers) -> torch.Tensor:
+        from transformers.masking_utils import create_bidirectional_mask
+
+        if not len(layers):
+            return hidden
+        mask = create_bidirectional_mask(config=self.bert.config, inputs_embeds=hidden, attention_mask=attention_mask)
+        # MPNet's layers take a relative position bias; BERT's have none.
+        extra = {"position_bias": self.bert.encoder.compute_position_bias(hidden)} if hasattr(
+            self.bert.encoder, "compute_position_bias") else {}
+        for layer in layers:
+            out = layer(hidden, mask, **extra)
+            hidden = out[0] if isinstance(out, tuple) else out
+        return hidden
+
+    def pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         if self.pooling == "cls":
             return hidden[:, 0]
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)

@@ -14,6 +14,9 @@ import numpy as np
 METRIC_NAMES = ("mae", "corr", "acc7", "acc5", "acc2_has0", "f1_has0", "acc2_non0", "f1_non0")
 # Every other metric is better when higher.
 LOWER_IS_BETTER = ("mae",)
+# MI diagnostics are read as percentiles of the training set's values (model/mmim.py): below
+# this one a clip's value is "outside what the model saw in training".
+OUTSIDE_PERCENTILE = 1.0
 
 
 def pearson(a: np.ndarray, b: np.ndarray) -> float:

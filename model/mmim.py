@@ -70,7 +70,8 @@ class MMIM(nn.Module):
     def __init__(self, config: ModelConfig, pretrained_text: bool = True):
         super().__init__()
         self.config = config
-        self.text = TextEncoder(config.text_encoder, pretrained=pretrained_text, pooling=config.text_pooling)
+        self.text = TextEncoder(config.text_encoder, pretrained=pretrained_text, pooling=config.text_pooling,
+                                frozen_layers=config.text_frozen_layers)
         dims = {"text": self.text.out_dim}
         self.encoders = nn.ModuleDict()
         for m in config.nonverbal:

@@ -41,6 +41,7 @@ from .mmim import MMIM
 from .run_state import (RANK_SEED_STRIDE, RESUME_FILE, derived_seed, load_resume_state, plot_curves, save_resume_state,
                         seed_everything)
 from .text_models import resolve_text_encoder
+from .text_prefix import PrefixMemo
 from .train_statistics import store_training_statistics
 from .train_step import drop_modalities, make_optimizers, train_step
 from .tuple_nce import pretrain_or_reuse
@@ -119,6 +120,8 @@ def setup(cfg: TrainConfig, ctx: distributed.Context, resume: bool) -> Run:
         splits["train"] = splits["train"][: cfg.limit_train]
     model_cfg = build_model_config(cfg, splits)
     model = MMIM(model_cfg)
+    if model_cfg.text_frozen_layers:
+        model.text.memo = PrefixMemo(model.text)
     for m, encoder in model.encoders.items():
         encoder.set_normalisation(*feature_statistics(splits["train"], m))
     model.to(cfg.device)
@@ -209,6 +212,8 @@ def select(run: Run, epoch: int, record: dict) -> None:
     state["epoch"] = epoch
     if run.ctx.is_main:
         save_resume_state(run.dir, run.model, run.opt_main, run.opt_mmilb, state)
+        if run.model.text.memo is not None:
+            run.model.text.memo.save()
     log.info(
         "epoch %d  %.1fs  loss %.4f  valid mae %.4f corr %.4f%s",
         epoch, record["seconds"], record["train_loss"], record["valid_mae"], record["valid_corr"],

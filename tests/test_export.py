@@ -227,3 +227,30 @@ def test_triton_config_matches_the_graph(exported, tmp_path):
                 assert declared[name]["dims"] == per_sample
             else:
                 assert declared[name]["dims"] == [1] and declared[name]["reshape"] == {"shape": []}
+
+
+def test_an_int8_only_folder_serves_int8_by_default(exported, tmp_path):
+    """Where fp32 is too large to ship, the folder keeps int8 alone; every reader of the folder
+    (runtime, Triton) takes it as the default graph, and the embedding table is int8 too."""
+    import onnx
+
+    from export.build import keep_variants
+    from export.triton.repository import write_triton_repository
+
+    _, onnx_dir, _ = exported
+    copy = tmp_path / "int8_only"
+    shutil.copytree(onnx_dir, copy)
+    manifest = keep_variants(copy, ("int8",), variant_check={"note": "kept"})
+    assert manifest["variants"] == {"int8": "model.int8.onnx"} and manifest["variant_check"] == {"note": "kept"}
+    assert not (copy / "model.onnx").exists() and "model.onnx" not in manifest["files"]
+    samples = load_mosi_samples(onnx_dir)
+    expected = OnnxModel(onnx_dir, "int8", providers=["CPUExecutionProvider"]).predict(samples)["score"]
+    np.testing.assert_array_equal(OnnxModel(copy, providers=["CPUExecutionProvider"]).predict(samples)["score"], expected)
+    repo = write_triton_repository(copy, tmp_path / "repo")
+    assert (repo / "1" / "model.onnx").read_bytes() == (copy / "model.int8.onnx").read_bytes()
+    graph = onnx.load(str(copy / "model.int8.onnx"))
+    vocab = {i.name: i for i in graph.graph.initializer if i.dims and i.dims[0] == 30522}
+    eight_bit = (onnx.TensorProto.INT8, onnx.TensorProto.UINT8)
+    assert vocab and all(i.data_type in eight_bit for i in vocab.values()), "the word embeddings stayed fp32"
+    with pytest.raises(ValueError, match="cannot keep"):
+        keep_variants(copy, ("fp32",))

@@ -68,10 +68,10 @@ def _held_out(folder: str) -> list[dict]:
 def _signal(folder: str, row: dict) -> np.ndarray:
     import soundfile as sf
 
-    from model.features.frontend import _mono_16k
+    from model.features.frontend import mono_16k
 
     x, rate = sf.read(DATA / "speech" / folder / row["file"], dtype="float32")
-    return _mono_16k(x, rate)
+    return mono_16k(x, rate)
 
 
 @pytest.mark.slow  # Whisper on a held-out slice of real English (the bench runs all of it)

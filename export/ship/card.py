@@ -7,6 +7,7 @@ from pathlib import Path
 
 from model.config import MODALITIES
 from model.data.targets import CLEAR_TEXT
+from model.metrics import OUTSIDE_PERCENTILE
 
 from .corpora import FACE_VALENCE, STRONG, VOICE_VALENCE
 from .tuples import BIN_EDGES
@@ -25,6 +26,14 @@ def text_encoder_name(model_dir: Path) -> str:
     return f"a {config['num_hidden_layers']}-layer, {config['hidden_size']}-d {kind}"
 
 
+def _percent(share: float | None) -> str:
+    return "n/a" if share is None else f"{100 * share:.0f} %"
+
+
+def _share(share: float | None, n: int) -> str:
+    return "n/a (no clips)" if share is None else f"{_percent(share)} of {n}"
+
+
 def model_card(report: dict, model_dir: Path) -> str:
     u, r, d = report["unimodal"], report["recipe"], report["data"]
     spec = json.loads((Path(model_dir) / "feature_spec.json").read_text())
@@ -34,7 +43,27 @@ def model_card(report: dict, model_dir: Path) -> str:
                    "visual": u["visual_fer_test"]["corr"]}
     shap, shap_dis = report["mean_abs_shapley"], report["mean_abs_shapley_disagreeing"]
     clip = report["clip_path_ravdess_test"]
+    reader = report.get("text_reader", {})
+    variants, plain, gate = report["variants"], report["plain_speech_voice_alone"], report["transcript_gate_test"]
+    shipped_variant = next(iter(json.loads((Path(model_dir) / "manifest.json").read_text())["variants"]))
     fields = {
+        "plain_clips": sum(d["voice_sources"]["plain_speech"].values()),
+        "plain_split": " / ".join(str(d["voice_sources"]["plain_speech"][s]) for s in ("train", "valid", "test")),
+        "voice_counts": " / ".join(str(d["voices"][s]) for s in ("train", "valid", "test")),
+        "mosi_copies": r["text_reader_mosi_copies"], "reader_epochs": r["text_reader_epochs"],
+        "reader_frozen": r["text_reader_frozen_layers"], "reader_best_epoch": reader.get("best_epoch", "n/a"),
+        "shipped_variant": shipped_variant, "shipped_mb": variants[shipped_variant]["bytes"] / 1e6,
+        "variant_rows": "\n".join(
+            f"| {v} | {m['text_mosi_test_mae']:.3f} | {m['text_sst_test_mae']:.3f} | {m['ms_per_sentence_batch1_1thread']:.1f} | "
+            f"{m['bytes'] / 1e6:.0f} |" for v, m in variants.items()),
+        "plain_rows": "\n".join(
+            f"| {split} | {m['n']} | {m['mean']:+.3f} | {m['mean_abs']:.3f} | {100 * m['below_minus_half']:.0f} % | "
+            f"{100 * m['above_half']:.0f} % |" for split, m in plain.items()),
+        "gate_english": _share(gate["english_kept"], gate["english_clips"]),
+        "gate_other": _share(gate["other_scored"], gate["other_clips"]),
+        "outside_pct": OUTSIDE_PERCENTILE,
+        "familiarity_rows": "\n".join(f"| {name} training | {m['n']} | {_percent(m['voice_share'])} |"
+                                      for name, m in report["voice_share_by_familiarity"].items()),
         "text_encoder": text_encoder_name(model_dir),
         "whisper": spec["audio"]["whisper_model"], "audio_rate": spec["audio"]["rate_hz"], "audio_dim": spec["audio"]["dim"],
         "strong": STRONG,
@@ -54,6 +83,7 @@ def model_card(report: dict, model_dir: Path) -> str:
             _row("text alone, MOSI standard test fold", u["text_mosi_test"]),
             _row("text alone, SST test", u["text_sst_test"]),
             _row("voice alone, RAVDESS actors 22-24 (valence)", u["audio_ravdess_test"]),
+            _row("voice alone, the same under real recording conditions", u["audio_ravdess_conditioned_test"]),
             _row("face alone, FER2013 PrivateTest, faces found (valence)", u["visual_fer_test"]),
             _row("face + voice, no text, test tuples (their mean valence)", report["face_voice_no_text"]),
         ]),

@@ -10,8 +10,10 @@ import numpy as np
 from tqdm import tqdm
 
 from model.data import load_mosi
+from model.data.audio_conditions import random_conditions
 from model.data.featurized import SPLITS
 from model.features.fer import EXPRESSIONS, load_fer
+from model.features.frontend import mono_16k
 from model.files import atomic_write
 
 # Valence in [-3, 3] per RAVDESS emotion (normal intensity); strong intensity x1.25.
@@ -55,6 +57,46 @@ def voice_corpus(data_root: Path, frontend, cache: Path, per_split: int = 0) -> 
             meta.append({"id": Path(row["file"]).stem, "file": row["file"], "split": row["split"],
                          "emotion": row["emotion"], "valence": valence, "voice_found": bool(len(x)),
                          "voiced_share": quality.get("voiced_share", 0.0)})
+        save_ragged(cache, feats, meta)
+    return by_split(*load_ragged(cache))
+
+
+def conditioned_voice_corpus(data_root: Path, frontend, cache: Path, clean: dict[str, list[dict]], seed: int) -> dict[str, list[dict]]:
+    """One copy of every RAVDESS clip in `clean` under a random chain of real recording
+    conditions (model/data/audio_conditions.py), with the clean clip's valence; the chain is
+    kept in `conditions`. Test copies are for evaluation only."""
+    import soundfile
+
+    if not cache.is_file():
+        rng = np.random.default_rng(seed)
+        feats, meta = [], []
+        for v in tqdm([v for s in SPLITS for v in clean[s]], desc="RAVDESS under real conditions"):
+            signal, rate = soundfile.read(data_root / "ravdess" / v["file"], dtype="float32")
+            signal, names = random_conditions(mono_16k(signal, rate), rng)
+            x, quality = frontend.audio_features(signal)
+            feats.append(x)
+            meta.append({**{k: w for k, w in v.items() if k != "features"}, "id": v["id"] + "+" + "+".join(names),
+                         "conditions": names, "voice_found": bool(len(x)), "voiced_share": quality.get("voiced_share", 0.0)})
+        save_ragged(cache, feats, meta)
+    return by_split(*load_ragged(cache))
+
+
+def plain_speech_corpus(data_root: Path, frontend, cache: Path, per_split: int = 0) -> dict[str, list[dict]]:
+    """Real, non-acted English speech (shared/data/speech/english) through the audio path,
+    valence 0: the anchor of "neutral" for the voice, split by speaker as the data ships."""
+    from model.features.decode import decode
+
+    if not cache.is_file():
+        folder = data_root / "speech" / "english"
+        rows = list(csv.DictReader(open(folder / "metadata.csv", newline="", encoding="utf-8")))
+        if per_split:
+            rows = [r for s in SPLITS for r in _spread([r for r in rows if r["split"] == s], per_split)]
+        feats, meta = [], []
+        for row in tqdm(rows, desc="plain English speech"):
+            x, quality = frontend.audio_features(decode(folder / row["file"], want_video=False).audio)
+            feats.append(x)
+            meta.append({"id": "speech:" + row["file"], "file": row["file"], "split": row["split"], "emotion": "plain",
+                         "valence": 0.0, "voice_found": bool(len(x)), "voiced_share": quality.get("voiced_share", 0.0)})
         save_ragged(cache, feats, meta)
     return by_split(*load_ragged(cache))
 

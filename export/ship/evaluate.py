@@ -1,6 +1,8 @@
 """How the shipped clip model is measured: through ONNX Runtime, on held-out data only."""
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -8,9 +10,13 @@ import numpy as np
 from model.config import MODALITIES
 from model.data import Sample
 from model.features import AUDIO_DIM, VISUAL_DIM, FrontEnd, FrontEndConfig
-from model.metrics import sentiment_metrics
+from model.metrics import OUTSIDE_PERCENTILE, sentiment_metrics
 
+from ..artifacts import MANIFEST
 from ..runtime import OnnxModel
+
+# int8 or fp16 ships only if text alone loses at most this much MAE against fp32.
+VARIANT_MAE_TOLERANCE = 0.01
 
 
 def polarity_accuracy(pred: np.ndarray, target: np.ndarray) -> float:
@@ -32,9 +38,12 @@ def _sample(text: str = "", label: float = 0.0, audio=None, visual=None) -> Samp
     return Sample("", text, label, {"audio": audio, "visual": visual})
 
 
-def evaluate_shipped(model_dir: Path, texts, voices, faces, test_tuples, rng, data_root: Path) -> dict:
+def evaluate_shipped(model_dir: Path, texts, voices, faces, test_tuples, rng, data_root: Path,
+                     voice_sources: dict[str, dict[str, list[dict]]], per_split: int = 0) -> dict:
     """Through ONNX Runtime, on held-out data only:
-    - each modality alone, on its corpus's held-out split;
+    - each modality alone, on its corpus's held-out split; the voice also on RAVDESS under
+      real recording conditions, and on real plain speech (where it should stay near 0);
+    - the transcript gate on held-out real English and non-English speech;
     - the test tuples, all of them and split into agreeing and disagreeing ones;
     - face + voice with no text, against the tuple's non-verbal valence;
     - each modality's mean |Shapley value| on the test tuples, beside its reliability;
@@ -45,14 +54,62 @@ def evaluate_shipped(model_dir: Path, texts, voices, faces, test_tuples, rng, da
         "text_mosi_test": unimodal_metrics(runtime, [_sample(t, y) for src, t, y in texts["test"] if src == "mosi"]),
         "text_sst_test": unimodal_metrics(runtime, [_sample(t, y) for src, t, y in texts["test"] if src == "sst"]),
         "audio_ravdess_test": unimodal_metrics(runtime, [_sample(label=v["valence"], audio=v["features"])
-                                                         for v in voices["test"] if v["voice_found"]]),
+                                                         for v in voice_sources["clean"]["test"] if v["voice_found"]]),
         "visual_fer_test": unimodal_metrics(runtime, [_sample(label=f["valence"], visual=f["features"])
                                                       for f in faces["test"] if f["face_found"]]),
+        "audio_ravdess_conditioned_test": unimodal_metrics(runtime, [
+            _sample(label=v["valence"], audio=v["features"]) for v in voice_sources["conditioned"]["test"] if v["voice_found"]]),
     }}
+    report["plain_speech_voice_alone"] = {split: plain_speech_metrics(runtime, voice_sources["plain"][split])
+                                          for split in ("valid", "test")}
+    report["transcript_gate_test"] = gate_metrics(data_root, per_split)
     report.update(tuple_metrics(runtime, test_tuples))
-    report["clip_path_ravdess_test"] = clip_path_metrics(runtime, data_root, voices["test"])
+    report["clip_path_ravdess_test"] = clip_path_metrics(runtime, data_root, voice_sources["clean"]["test"])
     report["mi_agree_vs_disagree"] = mi_agree_vs_disagree(runtime, test_tuples, voices["test"], faces["test"], rng)
     return report
+
+
+def plain_speech_metrics(runtime, clips: list[dict]) -> dict:
+    """The voice alone on plain speech, whose valence is about 0: the mean says whether it
+    leans, the mean |score| how far it strays."""
+    scores = runtime.predict([_sample(audio=v["features"]) for v in clips if v["voice_found"]])["score"]
+    return {"n": len(scores), "mean": float(scores.mean()), "mean_abs": float(np.abs(scores).mean()),
+            "below_minus_half": float((scores < -0.5).mean()), "above_half": float((scores > 0.5).mean())}
+
+
+def gate_metrics(data_root: Path, per_split: int = 0) -> dict:
+    """The transcript gate (front end defaults) on the test speakers of shared/data/speech:
+    the share of English clips whose words are kept, and of other languages' that are scored."""
+    from model.features.bench.language_gate import measure, rates, real_clips
+    from model.features.transcript_gate import GateConfig
+
+    rows = measure(clips=real_clips(data_root, split="test", per_folder=per_split))
+    return rates(rows, GateConfig())["test"]
+
+
+def compare_variants(model_dir: Path, texts, variants: tuple[str, ...], latency_sentences: int = 100) -> dict:
+    """Every graph built, on text alone (MOSI and SST test, where the words are all there is),
+    and its latency per sentence at batch 1 on one thread. A reduced graph ships only within
+    VARIANT_MAE_TOLERANCE of fp32 on both; otherwise this raises."""
+    samples = {c: [_sample(t, y) for src, t, y in texts["test"] if src == c] for c in ("mosi", "sst")}
+    out = {}
+    for variant in json.loads((Path(model_dir) / MANIFEST).read_text())["variants"]:
+        runtime = OnnxModel(model_dir, variant, providers=["CPUExecutionProvider"], threads=1)
+        out[variant] = {f"text_{c}_test_mae": unimodal_metrics(runtime, s)["mae"] for c, s in samples.items()}
+        times = []
+        for sample in samples["mosi"][:latency_sentences]:
+            feed = runtime.collate([sample])
+            start = time.perf_counter()
+            runtime.run(feed)
+            times.append(time.perf_counter() - start)
+        out[variant]["ms_per_sentence_batch1_1thread"] = 1000 * float(np.median(times))
+        out[variant]["bytes"] = (Path(model_dir) / runtime.manifest["variants"][variant]).stat().st_size
+    for variant in variants:
+        if variant != "fp32":
+            worse = {k: out[variant][k] - out["fp32"][k] for k in out["fp32"] if k.endswith("_mae")}
+            if max(worse.values()) > VARIANT_MAE_TOLERANCE:
+                raise ValueError(f"the {variant} graph loses {worse} MAE against fp32, over {VARIANT_MAE_TOLERANCE}")
+    return out
 
 
 def tuple_metrics(runtime, test_tuples: list[dict]) -> dict:
@@ -71,7 +128,18 @@ def tuple_metrics(runtime, test_tuples: list[dict]) -> dict:
         "face_voice_no_text": unimodal_metrics(runtime, nonverbal),
         "mean_abs_shapley": {m: float(np.abs(outputs[f"shapley_{m}"]).mean()) for m in MODALITIES},
         "mean_abs_shapley_disagreeing": {m: float(np.abs(outputs[f"shapley_{m}"][~agree]).mean()) for m in MODALITIES},
+        "voice_share_by_familiarity": voice_share_by_familiarity(outputs),
     }
+
+
+def voice_share_by_familiarity(outputs: dict[str, np.ndarray], below: float = OUTSIDE_PERCENTILE) -> dict:
+    """The voice's share of the |Shapley| total, on tuples whose voice is outside training (its
+    BA text->audio or CPC percentile under `below`) and on the rest: a fusion that trusts an
+    unusual voice less gives it a smaller share."""
+    share = np.abs(outputs["shapley_audio"]) / np.maximum(sum(np.abs(outputs[f"shapley_{m}"]) for m in MODALITIES), 1e-9)
+    outside = (outputs["ba_text_audio_percentile"] < below) | (outputs["cpc_audio_percentile"] < below)
+    return {name: {"n": int(rows.sum()), "voice_share": float(share[rows].mean()) if rows.any() else None}
+            for name, rows in (("outside", outside), ("inside", ~outside))}
 
 
 def mi_agree_vs_disagree(runtime, test_tuples: list[dict], voices: list[dict], faces: list[dict], rng) -> dict:

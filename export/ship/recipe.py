@@ -6,9 +6,15 @@ No aligned text + audio + video sentiment corpus can be had here, so the model
 is built from real unimodal recordings, each run through the app's own front end:
 - text:   MOSI transcripts (standard folds) and SST sentences, with their labels;
 - audio:  RAVDESS speech (speaker-independent actor splits), valence from emotion
-          and intensity (VOICE_VALENCE);
+          and intensity (VOICE_VALENCE); a copy of each clip under random real
+          recording conditions (codecs, rooms, noise, level, telephone); and real
+          plain English speech (shared/data/speech, split by speaker) at valence 0,
+          which anchors "neutral" on speech that is not acted;
 - visual: FER2013 faces, each made into a short clip of jittered frames, valence
           from the expression (FACE_VALENCE).
+The text reader is trained first, on text alone (model/pretrain_text.py: MOSI's
+training fold and SST, selected on MOSI's validation fold, lower layers frozen and
+cached), then frozen: the fusion trains on its cached outputs.
 Tuples pair a text with a voice and a face from the same split. Most share the
 text's valence bin (polarity and strength); in `disagree_share` of them the voice,
 and independently the face, come from a random bin instead, so that the fusion
@@ -35,13 +41,14 @@ from model.config import ModelConfig, TrainConfig
 from model.data.featurized import SPLITS
 from model.features import FrontEnd
 from model.files import atomic_write_text, data_root
+from model.pretrain_text import PretrainConfig, pretrain
 from model.train import train
 
 from ..artifacts import MANIFEST, write_manifest
-from ..build import build_model_folder
+from ..build import build_model_folder, keep_variants
 from .card import model_card
-from .corpora import face_corpus, text_corpus, voice_corpus
-from .evaluate import evaluate_shipped
+from .corpora import conditioned_voice_corpus, face_corpus, plain_speech_corpus, text_corpus, voice_corpus
+from .evaluate import compare_variants, evaluate_shipped
 from .tuples import match_tuples, write_dataset
 
 log = logging.getLogger("mmim.ship")
@@ -54,7 +61,7 @@ class ShipConfig:
     out: str = "weights/mmim-clip"
     seed: int = 0
     # Matched tuples per split.
-    tuples_train: int = 2400
+    tuples_train: int = 4000
     tuples_valid: int = 400
     tuples_test: int = 1200
     # RAVDESS clips per split, spread over its actors; 0: all of them (the release). Smaller
@@ -79,7 +86,16 @@ class ShipConfig:
     target_rule: str = "words_first"
     # The voice encoder also projects the mean of the Whisper frames (model/encoders.py).
     mean_pool: tuple[str, ...] = ("audio",)
-    text_encoder: str = ""  # model.text_models: "" (MiniLM), "mpnet", or a local directory
+    text_encoder: str = "mpnet"  # model.text_models: "" (MiniLM), "mpnet", or a local directory
+    # The text reader: epochs of text-only training before the fusion (0: the encoder trains
+    # with the fusion instead), its frozen lower layers, MOSI's weight against SST, and a
+    # row limit per split for smoke runs.
+    text_reader_epochs: int = 3
+    text_reader_frozen_layers: int = 8
+    text_reader_mosi_copies: int = 2
+    text_reader_limit: int = 0
+    # The graphs that ship: "fp32" (model.onnx), "int8" (model.int8.onnx); the first is the default.
+    variants: tuple[str, ...] = ("int8",)
     num_threads: int = 0
     # Re-evaluate the folder at --out (metrics.json, MODEL_CARD.md) without retraining.
     evaluate_only: bool = False
@@ -92,8 +108,11 @@ def ship(cfg: ShipConfig) -> dict:
     rng = np.random.default_rng(cfg.seed)
 
     texts = text_corpus(root)
-    voices = voice_corpus(root, frontend, work / f"ravdess_whisper_features{f'-{cfg.voices_per_split}' if cfg.voices_per_split else ''}.npz",
-                          cfg.voices_per_split)
+    suffix = f"-{cfg.voices_per_split}" if cfg.voices_per_split else ""
+    clean = voice_corpus(root, frontend, work / f"ravdess_whisper_features{suffix}.npz", cfg.voices_per_split)
+    conditioned = conditioned_voice_corpus(root, frontend, work / f"ravdess_conditioned_features{suffix}.npz", clean, cfg.seed)
+    plain = plain_speech_corpus(root, frontend, work / f"plain_speech_features{suffix}.npz", cfg.voices_per_split)
+    voices = {s: clean[s] + conditioned[s] + plain[s] for s in SPLITS}
     faces = face_corpus(cfg, root, frontend, work / "fer_features.npz")
     detected = {s: float(np.mean([f["face_found"] for f in faces[s]])) for s in SPLITS}
     log.info("faces found by the detector: %s", detected)
@@ -106,11 +125,12 @@ def ship(cfg: ShipConfig) -> dict:
         write_dataset(dataset, tuples, frontend.spec())
 
     run_dir, out = work / "run", Path(cfg.out)
+    text_encoder, frozen = text_reader(cfg, root, work)
     train_cfg = TrainConfig(
         benchmark="featurized", data_dir=str(dataset), out_dir=str(run_dir), seed=cfg.seed, epochs=cfg.epochs,
         patience=cfg.patience, modality_dropout=cfg.modality_dropout, num_threads=cfg.num_threads, progress=False,
         unimodal_weight=cfg.unimodal_weight, target_rule=cfg.target_rule,
-        model=ModelConfig(mean_pool=tuple(cfg.mean_pool), text_encoder=cfg.text_encoder),
+        model=ModelConfig(mean_pool=tuple(cfg.mean_pool), text_encoder=text_encoder, text_frozen_layers=frozen),
     )
     if cfg.evaluate_only:
         train_metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -118,8 +138,15 @@ def ship(cfg: ShipConfig) -> dict:
         train_metrics = train(train_cfg)
         if out.exists():
             shutil.rmtree(out)
-        build_model_folder(run_dir, out)
-    report = evaluate_shipped(out, texts, voices, faces, tuples["test"], np.random.default_rng(cfg.seed + 1), root)
+        build_model_folder(run_dir, out, variants=tuple(v for v in cfg.variants if v != "fp32"))
+        variant_check = compare_variants(out, texts, cfg.variants)
+        keep_variants(out, cfg.variants, variant_check=variant_check)
+    report = evaluate_shipped(out, texts, voices, faces, tuples["test"], np.random.default_rng(cfg.seed + 1), root,
+                              {"clean": clean, "conditioned": conditioned, "plain": plain}, cfg.voices_per_split)
+    report["variants"] = json.loads((out / MANIFEST).read_text())["variant_check"]
+    if cfg.text_reader_epochs:
+        reader = json.loads((work / "text_reader" / "pretrain_metrics.json").read_text())
+        report["text_reader"] = {k: reader[k] for k in ("best_epoch", "best_valid_mae", "history")}
     report.update({
         "recipe": asdict(cfg),
         "training": {k: train_metrics[k] for k in ("text_encoder", "best_epoch", "epochs_run", "epoch_seconds", "valid", "train_entropy")},
@@ -129,6 +156,8 @@ def ship(cfg: ShipConfig) -> dict:
             "tuples": {s: len(t) for s, t in tuples.items()},
             "disagreeing_tuples": {s: int(sum(not x["agree"] for x in t)) for s, t in tuples.items()},
             "voices": {s: len(v) for s, v in voices.items()},
+            "voice_sources": {name: {s: len(v) for s, v in pool.items()}
+                              for name, pool in (("ravdess", clean), ("ravdess_conditioned", conditioned), ("plain_speech", plain))},
             "faces": {s: len(f) for s, f in faces.items()},
         },
     })
@@ -139,6 +168,22 @@ def ship(cfg: ShipConfig) -> dict:
     write_manifest(out, **fields)
     log.info("shipped %s: %s", out, json.dumps(report["unimodal"]))
     return report
+
+
+def text_reader(cfg: ShipConfig, root: Path, work: Path) -> tuple[str, int]:
+    """(text encoder for the fusion, its frozen layers): the reader trained on text alone, all
+    of it frozen; or, with text_reader_epochs 0, cfg.text_encoder to train with the fusion."""
+    if not cfg.text_reader_epochs:
+        return cfg.text_encoder, 0
+    folder = work / "text_reader"
+    if not (folder / "pretrain_metrics.json").is_file():  # written last: the reader is complete
+        pretrain(PretrainConfig(
+            data_dir=str(root / "text"), text_encoder=cfg.text_encoder, out_dir=str(folder), epochs=cfg.text_reader_epochs,
+            corpora=("sst",), mosi_copies=cfg.text_reader_mosi_copies, select_on="mosi",
+            frozen_layers=cfg.text_reader_frozen_layers, seed=cfg.seed, num_threads=cfg.num_threads, progress=False,
+            limit=cfg.text_reader_limit))
+    layers = json.loads((folder / "config.json").read_text())["num_hidden_layers"]
+    return str(folder), layers
 
 
 def main(argv: list[str] | None = None) -> None:

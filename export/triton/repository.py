@@ -20,7 +20,7 @@ import json
 import shutil
 from pathlib import Path
 
-from export.artifacts import verify_folder
+from export.artifacts import default_variant, verify_folder
 
 TRITON_TYPES = {"int64": "TYPE_INT64", "float": "TYPE_FP32", "float16": "TYPE_FP16", "int32": "TYPE_INT32"}
 BACKENDS = ("onnxruntime", "python")
@@ -70,7 +70,7 @@ def write_triton_repository(model_dir: str | Path, repo_dir: str | Path, name: s
     manifest = verify_folder(model_dir)
     target = Path(repo_dir) / name
     (target / "1").mkdir(parents=True, exist_ok=True)
-    shutil.copy2(Path(model_dir) / manifest["variants"]["fp32"], target / "1" / "model.onnx")
+    shutil.copy2(Path(model_dir) / manifest["variants"][default_variant(manifest)], target / "1" / "model.onnx")
     parameters = None
     if backend == "python":
         shutil.copy2(PYTHON_MODEL, target / "1" / "model.py")

@@ -55,7 +55,7 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _mono_16k(signal: np.ndarray, sample_rate: int) -> np.ndarray:
+def mono_16k(signal: np.ndarray, sample_rate: int) -> np.ndarray:
     signal = np.asarray(signal, np.float32)
     return _resample(signal.mean(axis=1) if signal.ndim == 2 else signal, sample_rate)
 
@@ -123,7 +123,7 @@ class FrontEnd:
 
     def audio_features(self, signal: np.ndarray, sample_rate: int = SAMPLE_RATE) -> tuple[np.ndarray, dict]:
         """(T_a, AUDIO_DIM) at audio_rate_hz and quality; T_a = 0 when there is no speech."""
-        feats, quality, _ = self.speech_pass(_mono_16k(signal, sample_rate), transcribe=False)
+        feats, quality, _ = self.speech_pass(mono_16k(signal, sample_rate), transcribe=False)
         return feats, quality
 
     def speech_pass(self, signal: np.ndarray, transcribe: bool) -> tuple[np.ndarray, dict, SpeechAnalysis]:

@@ -47,16 +47,22 @@ ENGLISH = {"train": "I went to see the new film last night.", "valid": "The weat
            "test": "We walked along the river after dinner."}
 
 
-def real_clips(root: Path):
+def real_clips(root: Path, split: str = "", per_folder: int = 0):
+    """(meta, 16 kHz signal) of shared/data/speech: every clip, or those of one split, at most
+    per_folder of each folder (evenly spread) when given."""
     import soundfile as sf
 
-    from model.features.frontend import _mono_16k
+    from model.features.frontend import mono_16k
 
     for folder, english in (("english", True), ("foreign", False)):
-        for row in csv.DictReader(open(root / "speech" / folder / "metadata.csv", newline="", encoding="utf-8")):
+        rows = list(csv.DictReader(open(root / "speech" / folder / "metadata.csv", newline="", encoding="utf-8")))
+        rows = [r for r in rows if not split or r["split"] == split]
+        if per_folder and len(rows) > per_folder:
+            rows = [rows[i] for i in np.linspace(0, len(rows) - 1, per_folder).round().astype(int)]
+        for row in rows:
             signal, rate = sf.read(root / "speech" / folder / row["file"], dtype="float32")
             yield {"source": f"speech/{folder}", "file": row["file"], "language": row["language"], "split": row["split"],
-                   "english": english}, _mono_16k(signal, rate)
+                   "english": english}, mono_16k(signal, rate)
 
 
 def generated_clips():
@@ -71,18 +77,20 @@ def generated_clips():
                     yield {**meta, "language": f"en+{language}", "file": f"{language}-{split}{i}-mixed"}, mixed
 
 
-def measure(model: str = "base") -> list[dict]:
+def measure(model: str = "base", clips=None) -> list[dict]:
+    """The gate's inputs for each (meta, signal) of `clips` (default: every real and generated clip)."""
+    from itertools import chain
+
     from model.features.speech import AsrConfig, Transcriber
 
     transcriber = Transcriber(AsrConfig(model=model))
     rows = []
-    for source in (real_clips(data_root()), generated_clips()):
-        for meta, signal in source:
-            t = transcriber.analyse(signal, transcribe=True).transcript
-            _, _, measured = check(t, GateConfig(max_compression_ratio=np.inf, min_avg_logprob=-np.inf,
-                                                 min_english_probability=0.0))
-            rows.append({**meta, "text": t.text, "top_language": t.language, "top_probability": t.language_probability,
-                         **measured})
+    for meta, signal in chain(real_clips(data_root()), generated_clips()) if clips is None else clips:
+        t = transcriber.analyse(signal, transcribe=True).transcript
+        _, _, measured = check(t, GateConfig(max_compression_ratio=np.inf, min_avg_logprob=-np.inf,
+                                             min_english_probability=0.0))
+        rows.append({**meta, "text": t.text, "top_language": t.language, "top_probability": t.language_probability,
+                     **measured})
     return rows
 
 
