@@ -15,8 +15,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from model.checkpoint import FEATURE_SPEC
-from model.files import atomic_write_text, sha256
+from model.files import FEATURE_SPEC, atomic_write_text, sha256
 
 MANIFEST = "manifest.json"
 VARIANT_FILES = {"fp32": "model.onnx", "int8": "model.int8.onnx", "fp16": "model.fp16.onnx"}

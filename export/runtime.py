@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from model.data.samples import collate_arrays
 from model.onnx_session import make_session
 
 from .artifacts import FEATURE_SPEC, VARIANT_FILES, ModelFolderError, default_variant, verify_folder
@@ -59,18 +60,17 @@ class ServedModel:
     @property
     def tokenizer(self):
         if self._tokenizer is None:
-            from transformers import AutoTokenizer
+            # The fast tokenizer alone, from tokenizer.json: AutoTokenizer would import torch,
+            # which serving does not need. Same ids (tests/test_export.py).
+            from transformers import PreTrainedTokenizerFast
 
-            self._tokenizer = AutoTokenizer.from_pretrained(self.dir / "text_encoder")
+            self._tokenizer = PreTrainedTokenizerFast.from_pretrained(self.dir / "text_encoder")
         return self._tokenizer
 
     def collate(self, samples) -> dict[str, np.ndarray]:
         """Feed dict for `samples` (model.data.Sample), with the training collate."""
-        from model.data import Collator
-
-        batch = Collator(self.tokenizer, self.config["max_text_len"], tuple(self.config["modalities"]))(samples)
-        inputs = batch.model_inputs()
-        return {name: inputs[name].numpy() for name in self.input_names}
+        arrays = collate_arrays(self.tokenizer, self.config["max_text_len"], tuple(self.config["modalities"]), samples)
+        return {name: arrays[name] for name in self.input_names}
 
     def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         raise NotImplementedError

@@ -12,12 +12,10 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .config import ModelConfig
-from .files import atomic_dir, atomic_write, atomic_write_text
+from .files import FEATURE_SPEC, atomic_dir, atomic_write, atomic_write_text
 from .mmim import MMIM
 
 TEXT_ENCODER_DIR = "text_encoder"
-# What the non-verbal inputs are (written by model.featurize); travels dataset -> checkpoint -> export.
-FEATURE_SPEC = "feature_spec.json"
 
 
 

@@ -11,6 +11,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+# What the non-verbal inputs are (written by model.featurize); travels dataset -> checkpoint -> export.
+FEATURE_SPEC = "feature_spec.json"
 
 
 def data_root() -> Path:

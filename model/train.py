@@ -62,9 +62,12 @@ def build_model_config(cfg: TrainConfig, splits: dict[str, list[Sample]]) -> Mod
 
 
 def encoder_label(model: ModelConfig) -> str:
-    """How summaries name a run's text encoder: the alias or the folder's name, and the pooling if not [CLS]."""
+    """How summaries name a run's text encoder: the alias or the folder's name, with the pooling
+    if not [CLS] and the frozen lower layers if any, e.g. "MPNet (mean, k8)"."""
     name = {"": "MiniLM-L6", "minilm": "MiniLM-L6", "mpnet": "MPNet"}.get(model.text_encoder, Path(model.text_encoder).name)
-    return name if model.text_pooling == "cls" else f"{name} ({model.text_pooling})"
+    notes = [model.text_pooling] if model.text_pooling != "cls" else []
+    notes += [f"k{model.text_frozen_layers}"] if model.text_frozen_layers else []
+    return f"{name} ({', '.join(notes)})" if notes else name
 
 
 @dataclass

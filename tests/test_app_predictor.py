@@ -16,6 +16,7 @@ from app.predictor import Predictor
 from export.artifacts import ModelFolderError, write_manifest
 from model.features import FeatureError
 from model.features.bench.media import make_audio, make_clip
+from tests.conftest import REPO
 
 
 def diag(text=None, audio=None, visual=None, pct_audio=50.0, pct_visual=50.0):
@@ -267,3 +268,25 @@ def test_examples_are_small_and_all_run(predictor):
             assert r["diagnostics"]["visual"]["present"] and r["diagnostics"]["audio"]["present"]
         if not text:
             assert r["text_source"] == "automatic"
+
+
+def test_serving_never_imports_torch(clip_model_dir, clip_mp4, tmp_path):
+    """The app scores a clip, an audio file, words and a timeline without torch (or anything
+    that pulls it in): a process that started without it ends without it."""
+    import subprocess
+    import sys
+
+    from model.features.bench.media import make_audio
+
+    audio = make_audio(tmp_path / "speech.wav")
+    script = (
+        "import sys\n"
+        "from app.config import AppConfig\nfrom app.predictor import Predictor\n"
+        f"p = Predictor({str(clip_model_dir)!r}, AppConfig(threads=1))\n"
+        f"p.predict(video={str(clip_mp4)!r}, text='nice')\np.predict(audio={str(audio)!r})\n"
+        f"p.predict(text='a fine day')\np.timeline(video={str(clip_mp4)!r})\n"
+        "import app.ui\n"
+        "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=REPO)
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout[-500:]

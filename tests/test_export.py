@@ -254,3 +254,22 @@ def test_an_int8_only_folder_serves_int8_by_default(exported, tmp_path):
     assert vocab and all(i.data_type in eight_bit for i in vocab.values()), "the word embeddings stayed fp32"
     with pytest.raises(ValueError, match="cannot keep"):
         keep_variants(copy, ("fp32",))
+
+
+def test_serving_collate_equals_the_training_collate(mosi_dir, tiny_bert):
+    """Serving tokenises with the fast tokenizer alone (no torch); training with AutoTokenizer.
+    Same arrays, with and without context, with absent text and ragged frames."""
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    from model.data import Collator
+    from model.data.samples import collate_arrays
+
+    samples = varied_frames(load_mosi(mosi_dir, "mosi-ctx")["test"][:6])
+    samples[1].text = ""
+    samples[2].context = ("what came before", "and before that")
+    modalities = ("text", "audio", "visual")
+    training = Collator(AutoTokenizer.from_pretrained(tiny_bert), 50, modalities)(samples)
+    serving = collate_arrays(PreTrainedTokenizerFast.from_pretrained(tiny_bert), 50, modalities, samples)
+    for name, tensor in vars(training).items():
+        np.testing.assert_array_equal(serving[name], tensor.numpy(), err_msg=name)
+        assert serving[name].dtype == tensor.numpy().dtype, name

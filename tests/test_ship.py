@@ -65,13 +65,16 @@ def test_face_clip_frames_the_face_with_jitter():
 def test_shipped_folder_is_complete_verified_and_small():
     from export.artifacts import verify_folder
 
+    from export.artifacts import default_variant
+
     manifest = verify_folder(SHIPPED)  # every file present and unaltered
-    assert {"model.onnx", "config.json", "feature_spec.json", "metrics.json", "MODEL_CARD.md"} <= set(manifest["files"])
+    graph = manifest["variants"][default_variant(manifest)]
+    assert {graph, "config.json", "feature_spec.json", "metrics.json", "MODEL_CARD.md"} <= set(manifest["files"])
     parity = manifest["parity"]["max_abs_diff"]
     assert max(v for k, v in parity.items() if not k.startswith("ba_") and not k.endswith("_percentile")) <= 1e-4
     assert max(v for k, v in parity.items() if k.endswith("_percentile")) <= manifest["parity"]["percentile_tolerance"]
     total = sum(p.stat().st_size for p in (REPO / "weights").rglob("*") if p.is_file())
-    assert total <= 100 * 10**6, f"weights/ holds {total / 1e6:.1f} MB"
+    assert total <= 150 * 10**6, f"weights/ holds {total / 1e6:.1f} MB"
     card = (SHIPPED / "MODEL_CARD.md").read_text()
     assert "CC BY-NC-SA 4.0" in card and "not trained on aligned multimodal recordings" in card
 
@@ -93,6 +96,32 @@ def test_shipped_model_reads_words_the_right_way(shipped):
     bad = shipped(asr=False).predict(text="a boring, stupid mess; I hated it and want my money back")
     assert good["score"] > 0.5 and bad["score"] < -0.5
     assert good["diagnostics"]["audio"]["shapley"] == "absent"
+
+
+def test_shipped_text_reader_meets_its_targets_through_onnx_runtime():
+    """Text alone on MOSI's standard test fold, through the graph that ships: MAE <= 0.68."""
+    from export.runtime import OnnxModel
+    from export.ship.evaluate import _sample, unimodal_metrics
+    from model.data import load_mosi
+    from tests.conftest import DATA
+
+    runtime = OnnxModel(SHIPPED, providers=["CPUExecutionProvider"], threads=1)
+    test = load_mosi(DATA / "mosi", "mosi-std")["test"]
+    assert unimodal_metrics(runtime, [_sample(s.text, s.label) for s in test])["mae"] <= 0.68
+
+
+def test_a_held_out_slice_of_plain_speech_scores_near_neutral_from_the_voice_alone(shipped):
+    """Real read English from test-split speakers (never trained on), through the app's whole
+    path with no words: the voice should not lean either way."""
+    import csv
+
+    from tests.conftest import DATA
+
+    folder = DATA / "speech" / "english"
+    rows = [r for r in csv.DictReader(open(folder / "metadata.csv", newline="", encoding="utf-8")) if r["split"] == "test"]
+    rows = rows[:: max(1, len(rows) // 12)][:12]
+    scores = [shipped(asr=False).predict(audio=folder / r["file"])["score"] for r in rows]
+    assert abs(np.mean(scores)) <= 0.3 and np.mean(np.abs(scores)) <= 0.6, scores
 
 
 def test_shipped_model_reads_voices_the_right_way(shipped):
@@ -175,7 +204,8 @@ def test_kill_9_part_way_then_a_rerun_equals_an_uninterrupted_build(tmp_path, ti
 
     small = ["--tuples-train", "32", "--tuples-valid", "8", "--tuples-test", "8", "--voices-per-split", "8",
              "--faces-train", "7", "--faces-valid", "7", "--faces-test", "7", "--epochs", "3", "--patience", "5",
-             "--num-threads", "1", "--text-encoder", tiny_bert]
+             "--num-threads", "1", "--text-encoder", tiny_bert, "--text-reader-epochs", "1", "--text-reader-limit", "64",
+             "--text-reader-frozen-layers", "1"]
 
     def command(name):
         return [sys.executable, "-m", "export.ship", "--work-dir", str(tmp_path / name / "work"),
@@ -200,6 +230,11 @@ def test_kill_9_part_way_then_a_rerun_equals_an_uninterrupted_build(tmp_path, ti
         for volatile in ("recipe", "train_config"):  # where each build ran
             metrics.pop(volatile)
         metrics["training"].pop("epoch_seconds")
-        return metrics, json.loads((folder / "manifest.json").read_text())["files"]["model.onnx"]
+        for epoch in metrics["text_reader"]["history"]:
+            epoch.pop("seconds")
+        for variant in metrics["variants"].values():
+            variant.pop("ms_per_sentence_batch1_1thread")
+        manifest = json.loads((folder / "manifest.json").read_text())
+        return metrics, {name: manifest["files"][name] for name in manifest["variants"].values()}
 
     assert shipped("killed") == shipped("clean")

@@ -51,9 +51,10 @@ def _run(cfg: TrainConfig) -> tuple[str, str | None]:
 def grid(base: TrainConfig, out: Path, benchmarks, variants, seeds) -> list[TrainConfig]:
     from model.train import encoder_label
 
-    encoder = encoder_label(base.model).replace(" (", "-").rstrip(")") + (f"-ctx{base.model.context}" if base.model.context else "")
+    encoder = encoder_label(base.model).replace(" (", "-").replace(", ", "-").rstrip(")") + (f"-ctx{base.model.context}" if base.model.context else "")
     return [
-        replace(base, benchmark=b, variant=v, seed=s, out_dir=str(out / b / encoder / v / f"seed{s}"))
+        replace(base, benchmark=b, variant=v, seed=s,
+                out_dir=str(out / b / encoder / (v + (f"+{base.pretrain}" if base.pretrain else "")) / f"seed{s}"))
         for b in benchmarks
         for v in variants
         for s in seeds

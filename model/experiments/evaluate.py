@@ -3,6 +3,7 @@
     python -m model.experiments.evaluate runs/mosi-std/full/seed0 --split test
     python -m model.experiments.evaluate --summarise runs/ablation --out results.md
     python -m model.experiments.evaluate runs/mosi-ctx/full/seed0 --report [--report-dir DIR]
+    python -m model.experiments.evaluate RUN [RUN ...] --robustness --out robustness.json
 
 A checkpoint knows its benchmark (config.json); `--split` picks train, valid
 or test. `--summarise` reads the metrics.json of every run below a folder and
@@ -45,7 +46,8 @@ def summarise(root: str | Path, split: str = "test") -> list[dict]:
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for path in sorted(Path(root).rglob("metrics.json")):
         m = json.loads(path.read_text())
-        groups[(m["benchmark"], m["text_encoder"], m.get("context", 0), m["variant"])].append(m)
+        variant = m["variant"] + ("+tuple_nce" if "tuple_nce" in m else "")
+        groups[(m["benchmark"], m["text_encoder"], m.get("context", 0), variant)].append(m)
     rows = []
     for (benchmark, encoder, context, variant), runs in sorted(groups.items()):
         row = {"benchmark": benchmark, "text_encoder": encoder, "context": context, "variant": variant,
@@ -55,6 +57,8 @@ def summarise(root: str | Path, split: str = "test") -> list[dict]:
             row[name] = {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0}
         row["epoch_seconds"] = float(np.median([r["epoch_seconds"] for r in runs]))
         row["best_epoch"] = float(np.mean([r["best_epoch"] for r in runs]))
+        # Training epochs only (not evaluation or pre-training), summed over the cell's runs.
+        row["train_hours"] = float(sum(r["epoch_seconds"] * r["epochs_run"] for r in runs) / 3600)
         rows.append(row)
     return rows
 
@@ -88,9 +92,23 @@ def main(argv: list[str] | None = None) -> None:
                         help="interaction report: PID per pair of modalities, mean |Shapley|, interaction indices")
     parser.add_argument("--report-dir", default=None, help="where --report writes (default: RUN/report-<split>)")
     parser.add_argument("--bins", type=int, default=4, help="quantile bins per modality for the PID")
+    parser.add_argument("--robustness", action="store_true",
+                        help="MAE of the checkpoints under degraded inputs, grouped by variant (model/experiments/robustness.py); "
+                             "--out writes it (.json, or a .md table)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
+    if args.robustness:
+        from model.experiments.robustness import markdown, robustness
+
+        if not args.checkpoints:
+            parser.error("--robustness needs checkpoint directories")
+        result = robustness(args.checkpoints, args.device)
+        print(markdown(result))
+        if args.out:
+            out = Path(args.out)
+            out.write_text(json.dumps(result, indent=2) + "\n" if out.suffix == ".json" else markdown(result))
+        return
     for ckpt in args.checkpoints:
         metrics = evaluate_checkpoint(ckpt, args.split, args.data_dir, args.device)
         print(json.dumps({"checkpoint": str(ckpt), "split": args.split, **metrics}))
