@@ -25,6 +25,9 @@ class AppConfig:
     variant: str = ""  # "": the folder's default graph; or fp32 | int8 | fp16
     threads: int = 0  # ONNX Runtime intra-op threads; 0 = one per usable core
     asr: bool = True  # transcribe the audio when no text is given
+    # Run every model once at start-up on synthetic input, so the first user does not pay for
+    # first-run allocations (about twice a warm call's time without it).
+    warm_up: bool = True
     asr_model: str = DEFAULT_ASR_MODEL  # Whisper: tiny.en | base | a local CTranslate2 directory
     # Timeline: the words of up to K previous segments go with each segment's words, as the
     # model was trained (model/data/context.py). -1: the model's own setting; 0: none.

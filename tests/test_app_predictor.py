@@ -290,3 +290,13 @@ def test_serving_never_imports_torch(clip_model_dir, clip_mp4, tmp_path):
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=REPO)
     assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout[-500:]
+
+
+def test_warming_up_at_start_changes_no_result(clip_model_dir, clip_mp4):
+    """The start-up pass over every model (so the first user waits no longer than the next)
+    leaves nothing behind that changes a prediction."""
+    cold = Predictor(clip_model_dir, AppConfig(threads=1, warm_up=False))
+    warm = Predictor(clip_model_dir, AppConfig(threads=1))
+    assert warm.warm_up() > 0
+    a, b = cold.predict(video=clip_mp4), warm.predict(video=clip_mp4)
+    assert a["score"] == b["score"] and a["diagnostics"] == b["diagnostics"] and a["transcript"] == b["transcript"]

@@ -23,7 +23,7 @@ from model.features import transcript_gate
 from model.features.text import prepare_text
 from model.features.voice import AUDIO_DIM, AUDIO_NAMES, VOICE_MODEL
 from model.features.visual import (BOX_COLUMNS, EXPRESSION_COLUMNS, FACE_PRESENT, CASCADE, VISUAL_DIM, VISUAL_NAMES, DetectorConfig, ExpressionModel,
-                                   FaceDetector)
+                                   FACE_SIZE, FaceDetector)
 
 log = logging.getLogger(__name__)
 SPEC_VERSION = 1
@@ -118,6 +118,16 @@ class FrontEnd:
             "text": {"max_chars": c.max_text_chars},
             "packages": _versions(),
         }
+
+    def warm_up(self) -> None:
+        """Every model the front end runs, once, on synthetic input (the first call of an ONNX
+        Runtime or CTranslate2 model pays for allocations that later calls reuse)."""
+        self.voice.warm_up()
+        if self.config.asr and self.config.asr_model != VOICE_MODEL:
+            self.transcriber.warm_up()
+        blank = np.full((self.config.max_side * 3 // 4, self.config.max_side), 128, np.uint8)
+        self.detector.track([blank], True)
+        self.expression(np.zeros((1, FACE_SIZE, FACE_SIZE), np.uint8))
 
     # ---- lower-level pieces (public: export/ship/recipe.py uses them on RAVDESS audio and FER faces) ----
 

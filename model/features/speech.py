@@ -107,6 +107,17 @@ class Transcriber:
     def multilingual(self) -> bool:
         return bool(self.whisper.model.is_multilingual)
 
+    def warm_up(self) -> None:
+        """Run every step once on one second of quiet noise: the VAD, the encoder and, through
+        it, language detection and the decoder, whose first run allocates what later runs reuse."""
+        from faster_whisper.audio import pad_or_trim
+        from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+        noise = (0.01 * np.random.default_rng(0).standard_normal(SAMPLE_RATE)).astype(np.float32)
+        get_speech_timestamps(noise, VadOptions())
+        features = self.whisper.feature_extractor(noise)
+        self._decode(features, self.whisper.encode(pad_or_trim(features)), None)
+
     def transcribe(self, signal_16k: np.ndarray) -> Transcript:
         return self.analyse(signal_16k, transcribe=True).transcript
 
