@@ -114,9 +114,11 @@ class MMIM(nn.Module):
     ) -> dict[str, torch.Tensor]:
         streams = {"audio": (audio, audio_lengths), "visual": (visual, visual_lengths)}
         present = {"text": attention_mask[:, 0] > 0}
-        # An absent transcript still runs through the encoder, on a full mask, so
-        # that no row is all-masked (NaN-prone); its output is replaced below.
-        safe_mask = torch.where(present["text"].unsqueeze(1), attention_mask, torch.ones_like(attention_mask))
+        # An absent transcript still runs through the encoder, on its first token alone, so
+        # that no row is all-masked (NaN-prone); its output is replaced below. One token, not
+        # the whole padded row: the cost is nil, and a frozen-prefix memo sees one sequence.
+        first_token = (torch.arange(attention_mask.shape[1], device=attention_mask.device) == 0).to(attention_mask.dtype)
+        safe_mask = torch.where(present["text"].unsqueeze(1), attention_mask, first_token.expand_as(attention_mask))
         h = {"text": self.text(input_ids, safe_mask)}
         for m, encoder in self.encoders.items():
             x, lengths = streams[m]

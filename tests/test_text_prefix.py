@@ -89,3 +89,20 @@ def test_mpnet_lower_then_upper_is_the_whole_encoder():
     enc = TextEncoder("mpnet", frozen_layers=8).eval()
     ids, mask = _batch("mpnet")
     assert torch.allclose(enc(ids, mask), enc.pool(enc.upper(enc.lower(ids, mask), mask), mask), atol=1e-5)
+
+
+def test_absent_transcripts_cost_one_memo_entry_whatever_the_padding(tmp_path):
+    """Modality dropout hides the words of some rows; they run on their first token alone, so
+    the memo does not fill with one padded row per batch width."""
+    from model.config import ModelConfig
+    from model.mmim import MMIM
+
+    model = MMIM(ModelConfig(text_frozen_layers=2)).train()
+    model.text.memo = PrefixMemo(model.text, tmp_path)
+    ids, mask = _batch()
+    for width in (ids.shape[1], ids.shape[1] + 3, ids.shape[1] + 7):
+        wide_ids = torch.nn.functional.pad(ids, (0, width - ids.shape[1]))
+        hidden = torch.nn.functional.pad(mask, (0, width - ids.shape[1])) * torch.tensor([[1], [0], [0]])  # rows 1, 2 absent
+        out = model(wide_ids, hidden)
+        assert out["present_text"].tolist() == [True, False, False]
+    assert len(model.text.memo.states) == 2  # the first sentence, and the absent rows' lone first token

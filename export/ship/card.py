@@ -26,6 +26,13 @@ def text_encoder_name(model_dir: Path) -> str:
     return f"a {config['num_hidden_layers']}-layer, {config['hidden_size']}-d {kind}"
 
 
+def _reader_data(mosi_copies: int, corpora) -> str:
+    """What the text reader learnt from, in words: "MOSI's training fold (twice) and SST's"."""
+    mosi = [f"MOSI's training fold{' (x' + str(mosi_copies) + ')' if mosi_copies > 1 else ''}"] if mosi_copies else []
+    names = {"sst": "SST's training split", "vader_movie_snippets": "the VADER movie snippets' training split"}
+    return " and ".join(mosi + [names.get(c, c) for c in corpora])
+
+
 def _percent(share: float | None) -> str:
     return "n/a" if share is None else f"{100 * share:.0f} %"
 
@@ -50,8 +57,10 @@ def model_card(report: dict, model_dir: Path) -> str:
         "plain_clips": sum(d["voice_sources"]["plain_speech"].values()),
         "plain_split": " / ".join(str(d["voice_sources"]["plain_speech"][s]) for s in ("train", "valid", "test")),
         "voice_counts": " / ".join(str(d["voices"][s]) for s in ("train", "valid", "test")),
-        "mosi_copies": r["text_reader_mosi_copies"], "reader_epochs": r["text_reader_epochs"],
-        "reader_frozen": r["text_reader_frozen_layers"], "reader_best_epoch": reader.get("best_epoch", "n/a"),
+        "reader_data": _reader_data(r["text_reader_mosi_copies"], r["text_reader_corpora"]),
+        "reader_epochs": r["text_reader_epochs"], "reader_best_epoch": reader.get("best_epoch", "n/a"),
+        "reader_frozen": (f"the embeddings and lower {r['text_reader_frozen_layers']} layers frozen and cached "
+                          "(`model/text_prefix.py`)" if r["text_reader_frozen_layers"] else "every layer trained"),
         "shipped_variant": shipped_variant, "shipped_mb": variants[shipped_variant]["bytes"] / 1e6,
         "variant_rows": "\n".join(
             f"| {v} | {m['text_mosi_test_mae']:.3f} | {m['text_sst_test_mae']:.3f} | {m['ms_per_sentence_batch1_1thread']:.1f} | "

@@ -92,6 +92,7 @@ class ShipConfig:
     # row limit per split for smoke runs.
     text_reader_epochs: int = 3
     text_reader_frozen_layers: int = 8
+    text_reader_corpora: tuple[str, ...] = ("sst",)  # besides MOSI (model/pretrain_text.py)
     text_reader_mosi_copies: int = 2
     text_reader_limit: int = 0
     # The graphs that ship: "fp32" (model.onnx), "int8" (model.int8.onnx); the first is the default.
@@ -179,7 +180,7 @@ def text_reader(cfg: ShipConfig, root: Path, work: Path) -> tuple[str, int]:
     if not (folder / "pretrain_metrics.json").is_file():  # written last: the reader is complete
         pretrain(PretrainConfig(
             data_dir=str(root / "text"), text_encoder=cfg.text_encoder, out_dir=str(folder), epochs=cfg.text_reader_epochs,
-            corpora=("sst",), mosi_copies=cfg.text_reader_mosi_copies, select_on="mosi",
+            corpora=tuple(cfg.text_reader_corpora), mosi_copies=cfg.text_reader_mosi_copies, select_on="mosi",
             frozen_layers=cfg.text_reader_frozen_layers, seed=cfg.seed, num_threads=cfg.num_threads, progress=False,
             limit=cfg.text_reader_limit))
     layers = json.loads((folder / "config.json").read_text())["num_hidden_layers"]
