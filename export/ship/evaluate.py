@@ -94,8 +94,9 @@ def compare_variants(model_dir: Path, texts, variants: tuple[str, ...], latency_
     samples = {c: [_sample(t, y) for src, t, y in texts["test"] if src == c] for c in ("mosi", "sst")}
     out = {}
     for variant in json.loads((Path(model_dir) / MANIFEST).read_text())["variants"]:
-        runtime = OnnxModel(model_dir, variant, providers=["CPUExecutionProvider"], threads=1)
+        runtime = OnnxModel(model_dir, variant, providers=["CPUExecutionProvider"])
         out[variant] = {f"text_{c}_test_mae": unimodal_metrics(runtime, s)["mae"] for c, s in samples.items()}
+        runtime = OnnxModel(model_dir, variant, providers=["CPUExecutionProvider"], threads=1)
         times = []
         for sample in samples["mosi"][:latency_sentences]:
             feed = runtime.collate([sample])
