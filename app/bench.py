@@ -1,6 +1,6 @@
 """Speed of one clip through the app's whole path, on clips made of real recordings.
 
-    python -m app.bench [--runs 3] [--out model/experiments/results/app_bench.json]
+    python -m app.bench [--runs 3] [--clips short,long] [--sizes 480x360,...] [--words no,yes] [--out F]
 
 The clips: a real voice (short: a held-out RAVDESS actor, about 3 s; long: 12 s of a
 LibriSpeech reader from the test speakers of shared/data/speech) under a real face photo
@@ -83,18 +83,24 @@ def main(argv=None) -> None:
     parser.add_argument("--runs", type=int, default=3, help="warm calls per clip (after the first)")
     parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0: one per usable core)")
     parser.add_argument("--model-dir", default="weights/mmim-clip")
+    parser.add_argument("--clips", default="short,long", help="which clips: short, long or both")
+    parser.add_argument("--sizes", default=",".join(f"{w}x{h}" for w, h in SIZES), help="frame sizes, e.g. 480x360")
+    parser.add_argument("--words", default="no,yes", help="text given: no (Whisper transcribes), yes, or both")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     repo = Path(__file__).resolve().parents[1]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for length, voice in real_voices(data_root()).items():
+        sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
+        texts = [{"no": "", "yes": WORDS}[w] for w in args.words.split(",")]
+        voices = {k: v for k, v in real_voices(data_root()).items() if k in args.clips.split(",")}
+        for length, voice in voices.items():
             seconds = len(voice) / 16000
-            for size in SIZES:
+            for size in sizes:
                 clip = Path(tmp) / f"{length}-{size[0]}x{size[1]}.mp4"
                 write_media(clip, frames=talking_head(size, int(seconds * 25), np.random.default_rng(0)), fps=25.0,
                             audio=voice)
-                for words in ("", WORDS):
+                for words in texts:
                     out = subprocess.run([sys.executable, "-c", PROBE, args.model_dir, str(clip), words, str(args.threads),
                                           str(args.runs)], cwd=repo, capture_output=True, text=True, check=True)
                     r = json.loads(out.stdout.strip().splitlines()[-1])

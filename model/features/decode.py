@@ -122,53 +122,36 @@ def _open(path: Path, want_audio: bool, want_video: bool, max_duration_s: float)
 
 def decode(path: str | Path, *, want_audio: bool = True, want_video: bool = True, video_fps: float = 5.0,
            max_side: int = 640, max_duration_s: float = 120.0, max_bytes: int = 200 * 2**20,
-           on_frame: Callable[[np.ndarray, float], None] | None = None) -> Decoded:
+           on_frame: Callable[[np.ndarray, float], None] | None = None,
+           on_audio: Callable[[np.ndarray], None] | None = None) -> Decoded:
     """on_frame(rgb, t): each sampled frame is handed to it as it is decoded and not kept
-    (Decoded.frames is then an empty list), so memory stays bounded on long videos."""
+    (Decoded.frames is then an empty list), so memory stays bounded on long videos.
+
+    on_audio(audio): where the file has both streams and both are wanted, the sound is decoded
+    first, in a pass of its own, and handed to on_audio before the frames are decoded, so that
+    work on the sound (the speech pass) overlaps the frame decoding. The result is the same."""
     import av
 
     path = Path(path)
     _check_file(path, max_bytes)
     container, astream, vstream = _open(path, want_audio, want_video, max_duration_s)
+    info = {"container": container.format.name}
+    sink = sampler = None
+    if astream is not None:
+        info.update(sample_rate_in=astream.sample_rate, channels_in=astream.channels)
+        sink = _AudioSink(av)
+    if vstream is not None:
+        info.update(width_in=vstream.width, height_in=vstream.height)
+        sampler = _FrameSampler(video_fps, max_side, on_frame)
+    sound_first = on_audio is not None and sink is not None and sampler is not None
     with container:
-        info = {"container": container.format.name}
-        sink = sampler = None
-        if astream is not None:
-            info.update(sample_rate_in=astream.sample_rate, channels_in=astream.channels)
-            sink = _AudioSink(av)
-        if vstream is not None:
-            vstream.thread_type = "AUTO"
-            info.update(width_in=vstream.width, height_in=vstream.height)
-            sampler = _FrameSampler(video_fps, max_side, on_frame)
-        end_t, bad_packets = 0.0, 0
-        try:
-            for packet in container.demux([s for s in (astream, vstream) if s is not None]):
-                try:
-                    decoded = packet.decode()
-                except av.error.FFmpegError:
-                    # A damaged packet: skip it (the decoder resyncs at the next good one),
-                    # but give up on a file that is mostly damage.
-                    bad_packets += 1
-                    if bad_packets > MAX_BAD_PACKETS:
-                        raise
-                    continue
-                for frame in decoded:
-                    t = float(frame.time) if frame.time is not None else end_t
-                    if t > max_duration_s:
-                        raise _too_long(path, t, max_duration_s)
-                    if packet.stream is astream:
-                        end_t = max(end_t, t + frame.samples / frame.sample_rate)
-                        sink.add(frame)
-                    else:
-                        end_t = max(end_t, t)
-                        sampler.add(frame, t)
-        except av.error.FFmpegError as e:
-            # A truncated or damaged file: keep what decoded, say so in quality.
-            info["decode_warning"] = f"decoding stopped early: {e.__class__.__name__}"
-            log.warning("%s: %s", path.name, info["decode_warning"])
-        if bad_packets:
-            info["damaged_packets"] = bad_packets
-        audio = sink.finish() if sink is not None else None
+        end_t = _demux(path, container, astream, None if sound_first else vstream, sink, sampler, max_duration_s, info)
+    audio = sink.finish() if sink is not None else None
+    if sound_first:
+        on_audio(audio)
+        container, _, vstream = _open(path, False, True, max_duration_s)
+        with container:
+            end_t = max(end_t, _demux(path, container, None, vstream, sink, sampler, max_duration_s, info))
     duration = max(end_t, len(audio) / SAMPLE_RATE if audio is not None else 0.0)
     if duration > max_duration_s:
         raise _too_long(path, duration, max_duration_s)
@@ -176,3 +159,41 @@ def decode(path: str | Path, *, want_audio: bool = True, want_video: bool = True
         raise FeatureError(f"{path.name}: nothing could be decoded (the file is damaged or truncated); "
                            "upload the complete file")
     return Decoded(audio=audio, frames=sampler.frames if sampler is not None else None, duration_s=duration, info=info)
+
+
+def _demux(path: Path, container, astream, vstream, sink, sampler, max_duration_s: float, info: dict) -> float:
+    """Decode the given streams of an open container into sink and sampler; the end time, in s.
+    Damage goes into info (damaged_packets adds up over passes)."""
+    import av
+
+    if vstream is not None:
+        vstream.thread_type = "AUTO"
+    end_t, bad_packets = 0.0, 0
+    try:
+        for packet in container.demux([s for s in (astream, vstream) if s is not None]):
+            try:
+                decoded = packet.decode()
+            except av.error.FFmpegError:
+                # A damaged packet: skip it (the decoder resyncs at the next good one),
+                # but give up on a file that is mostly damage.
+                bad_packets += 1
+                if bad_packets > MAX_BAD_PACKETS:
+                    raise
+                continue
+            for frame in decoded:
+                t = float(frame.time) if frame.time is not None else end_t
+                if t > max_duration_s:
+                    raise _too_long(path, t, max_duration_s)
+                if packet.stream is astream:
+                    end_t = max(end_t, t + frame.samples / frame.sample_rate)
+                    sink.add(frame)
+                else:
+                    end_t = max(end_t, t)
+                    sampler.add(frame, t)
+    except av.error.FFmpegError as e:
+        # A truncated or damaged file: keep what decoded, say so in quality.
+        info["decode_warning"] = f"decoding stopped early: {e.__class__.__name__}"
+        log.warning("%s: %s", path.name, info["decode_warning"])
+    if bad_packets:
+        info["damaged_packets"] = info.get("damaged_packets", 0) + bad_packets
+    return end_t

@@ -151,6 +151,10 @@ class FrontEnd:
             quality["audio_absent_reason"] = analysis.reason
         return voice.pool(analysis.frames, self.config.audio_rate_hz), quality, analysis
 
+    def start_speech(self, signal: np.ndarray, transcribe: bool):
+        """speech_pass in a pool thread: a Future of its result. The caller goes on with the frames."""
+        return _SPEECH_POOL.submit(self.speech_pass, signal, transcribe)
+
     def visual_features(self, frames: list[np.ndarray], independent: bool = False) -> tuple[np.ndarray, dict]:
         """frames: HxWx3 uint8 RGB (or HxW grey) of one clip, in order. independent=True for
         unrelated images (e.g. FER faces): every frame gets a full face search, no tracking."""
@@ -205,29 +209,36 @@ class FrontEnd:
         t0 = time.perf_counter()
         clean_text, text_quality = prepare_text(text, c.max_text_chars)
         quality.update(text_quality)
-        signal, frames, durations = None, None, []
+        # The speech pass runs in a pool thread, started as soon as the sound is decoded, while
+        # this thread decodes the frames and does the faces. Words are decoded only when no
+        # text is given; the VAD decides whether there is speech.
+        asr = not clean_text and c.asr
+        signal, frames, durations, speech = None, None, [], None
+
+        def start_speech(sound: np.ndarray | None) -> None:
+            nonlocal signal, speech
+            signal = sound
+            if sound is not None:
+                speech = self.start_speech(sound, asr)
+
+        if audio is not None:
+            da = decode(audio, want_audio=True, want_video=False, **limits)
+            durations.append(da.duration_s)
+            quality.update(da.info)
+            start_speech(da.audio)
         if video is not None:
-            dv = decode(video, want_audio=audio is None, want_video=True, **limits)
+            dv = decode(video, want_audio=audio is None, want_video=True, on_audio=start_speech, **limits)
             frames, durations = dv.frames, durations + [dv.duration_s]
             quality.update(dv.info)
-            if audio is None:
-                signal = dv.audio
+            if audio is None and speech is None:
+                start_speech(dv.audio)  # a single pass: the file had no video stream, or no sound
                 if signal is None:
                     quality["audio_absent_reason"] = "the video has no audio track"
             if frames is None:
                 quality["visual_absent_reason"] = "the video file has no video stream"
-        if audio is not None:
-            da = decode(audio, want_audio=True, want_video=False, **limits)
-            signal, durations = da.audio, durations + [da.duration_s]
-            quality.update({k: v for k, v in da.info.items() if k not in quality})
         if durations:
             quality["duration_s"] = round(max(durations), 3)
         timings["decode"] = time.perf_counter() - t0
-
-        # The speech pass runs in a pool thread while this one does the faces. Words are
-        # decoded only when no text is given; the VAD decides whether there is speech.
-        asr = not clean_text and c.asr
-        speech = _SPEECH_POOL.submit(self.speech_pass, signal, asr) if signal is not None else None
 
         if frames is not None:
             visual_feats, q, t = self._visual(frames)
