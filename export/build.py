@@ -6,6 +6,7 @@ import logging
 import shutil
 from pathlib import Path
 
+import numpy as np
 import onnx
 
 from model.checkpoint import TEXT_ENCODER_DIR, load_checkpoint
@@ -14,7 +15,8 @@ from model.metrics import sentiment_metrics
 from model.onnx_session import make_session
 
 from .artifacts import FEATURE_SPEC, MANIFEST, VARIANT_FILES, feature_spec_for, write_manifest
-from .onnx import OPSET, PARITY_RTOL, PARITY_TOLERANCE, PERCENTILE_TOLERANCE, check_parity, convert_fp16, export_onnx, quantize_int8, ragged_batch, sample_batches
+from .onnx import OPSET, PARITY_RTOL, PARITY_TOLERANCE, PERCENTILE_TOLERANCE, check_parity, convert_fp16, export_onnx, ragged_batch, sample_batches
+from .quantize import CALIBRATION_CLIPS, quantize_int8
 from .runtime import OnnxModel
 
 log = logging.getLogger("mmim.export")
@@ -66,7 +68,10 @@ def build_model_folder(
 
     for variant in variants:
         if variant == "int8":
-            quantize_int8(onnx_path, out_dir / VARIANT_FILES["int8"])
+            train = splits["train"]
+            chosen = [train[i] for i in np.linspace(0, len(train) - 1, min(CALIBRATION_CLIPS, len(train))).round().astype(int)]
+            calibration = [{k: v.numpy() for k, v in collate([s]).model_inputs().items()} for s in chosen]
+            quantize_int8(onnx_path, out_dir / VARIANT_FILES["int8"], calibration)
         elif variant == "fp16":
             convert_fp16(onnx_path, out_dir / VARIANT_FILES["fp16"])
         elif variant != "fp32":

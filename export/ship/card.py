@@ -41,6 +41,16 @@ def _share(share: float | None, n: int) -> str:
     return "n/a (no clips)" if share is None else f"{_percent(share)} of {n}"
 
 
+def _requantized(note: dict | None) -> str:
+    """Which figures a re-quantised graph was measured again on (export/ship/requantize.py)."""
+    if not note:
+        return ""
+    return (f"\nThe graph was re-quantised from the build's earlier 8-bit graph ({note['from']}) on {note['date']} "
+            f"with `{note['command']}`; the fp32 row is that earlier graph read back to fp32. "
+            f"Measured again on it: {', '.join(note['remeasured'])}. "
+            f"From the earlier graph (the same weights; the build's tuples were not kept): {', '.join(note['earlier'])}.\n")
+
+
 def model_card(report: dict, model_dir: Path) -> str:
     u, r, d = report["unimodal"], report["recipe"], report["data"]
     spec = json.loads((Path(model_dir) / "feature_spec.json").read_text())
@@ -65,6 +75,7 @@ def model_card(report: dict, model_dir: Path) -> str:
         "variant_rows": "\n".join(
             f"| {v} | {m['text_mosi_test_mae']:.3f} | {m['text_sst_test_mae']:.3f} | {m['ms_per_sentence_batch1_1thread']:.1f} | "
             f"{m['bytes'] / 1e6:.0f} |" for v, m in variants.items()),
+        "requantized": _requantized(report.get("requantized")),
         "plain_rows": "\n".join(
             f"| {split} | {m['n']} | {m['mean']:+.3f} | {m['mean_abs']:.3f} | {100 * m['below_minus_half']:.0f} % | "
             f"{100 * m['above_half']:.0f} % |" for split, m in plain.items()),
