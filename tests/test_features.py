@@ -64,6 +64,26 @@ def test_clip_gives_all_modalities_at_the_configured_rates(fe, media):
     assert sample.features["audio"] is f.audio and sample.text == "I loved it" and sample.label == 0.5
 
 
+def test_the_sound_is_handed_over_before_the_frames_are_decoded(media):
+    """With on_audio, the sound comes first, in a pass of its own (so that the speech pass can
+    start), and the result is the same as one pass over the file."""
+    from model.features.decode import decode
+
+    events = []
+    two = decode(media["clip"], on_audio=lambda a: events.append(("audio", len(a))),
+                 on_frame=lambda rgb, t: events.append(("frame", t)))
+    one_frames = []
+    one = decode(media["clip"], on_frame=lambda rgb, t: one_frames.append(t))
+    assert events[0][0] == "audio" and [e[0] for e in events[1:]] == ["frame"] * (len(events) - 1)
+    assert len(events) > 5 and [t for _, t in events[1:]] == one_frames
+    np.testing.assert_array_equal(two.audio, one.audio)
+    assert two.duration_s == one.duration_s and events[0][1] == len(one.audio)
+    # A file with one stream is one pass: on_audio is not called.
+    mute = []
+    decode(media["mute"], on_audio=mute.append)
+    assert mute == []
+
+
 def test_names_and_spec(fe):
     assert len(AUDIO_NAMES) == AUDIO_DIM == 512 and len(VISUAL_NAMES) == VISUAL_DIM == 12  # Whisper base encoder
     spec = json.loads(json.dumps(fe.spec()))  # must be JSON-serialisable
