@@ -3,7 +3,9 @@ stream is pooled from, both from one encoder pass."""
 from __future__ import annotations
 
 import functools
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -11,6 +13,20 @@ import numpy as np
 from model.features.media import SAMPLE_RATE
 
 DEFAULT_ASR_MODEL = "base"
+_BLAS_LOCK = threading.Lock()
+
+
+@contextmanager
+def one_blas_thread():
+    """numpy's BLAS on one thread, for the log-mel product: OpenBLAS splits it over threads on
+    some CPUs (AVX2 Zen 3), which moves it by about 1e-7, and Whisper's int8 encoder can turn
+    that into 0.15 in the voice stream. One thread everywhere (Dask workers already have one)
+    makes the features the same in every process. The lock keeps concurrent passes from
+    restoring each other's setting."""
+    from threadpoolctl import ThreadpoolController
+
+    with _BLAS_LOCK, ThreadpoolController().limit(limits=1, user_api="blas"):
+        yield
 
 
 
@@ -150,7 +166,8 @@ class Transcriber:
                 result.transcript = Transcript("", [], None, None, reason=reason, model=c.model)
         else:
             speech = np.concatenate(collect_chunks(signal, chunks)[0]) if chunks else signal
-            features = fw.feature_extractor(speech)
+            with one_blas_thread():
+                features = fw.feature_extractor(speech)
             window = fw.feature_extractor.nb_max_frames
             content = features.shape[-1] - 1  # the extractor adds one frame past the end
             encoded, frames = [], []
