@@ -6,11 +6,11 @@ import logging
 import shutil
 from pathlib import Path
 
-import numpy as np
 import onnx
 
 from model.checkpoint import TEXT_ENCODER_DIR, load_checkpoint
 from model.data import Collator, load_splits
+from model.data.samples import spread
 from model.metrics import sentiment_metrics
 from model.onnx_session import make_session
 
@@ -68,9 +68,8 @@ def build_model_folder(
 
     for variant in variants:
         if variant == "int8":
-            train = splits["train"]
-            chosen = [train[i] for i in np.linspace(0, len(train) - 1, min(CALIBRATION_CLIPS, len(train))).round().astype(int)]
-            calibration = [{k: v.numpy() for k, v in collate([s]).model_inputs().items()} for s in chosen]
+            calibration = [{k: v.numpy() for k, v in collate([s]).model_inputs().items()}
+                           for s in spread(splits["train"], CALIBRATION_CLIPS)]
             quantize_int8(onnx_path, out_dir / VARIANT_FILES["int8"], calibration)
         elif variant == "fp16":
             convert_fp16(onnx_path, out_dir / VARIANT_FILES["fp16"])

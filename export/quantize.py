@@ -52,11 +52,11 @@ def activation_ranges(model, names: list[str], feeds: list[dict[str, np.ndarray]
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
     inputs = [i.name for i in session.get_inputs()]
-    ranges = {name: np.zeros(0, np.float32) for name in names}
+    ranges = {}
     for feed in feeds:
         for name, value in zip(names, session.run(names, {k: feed[k] for k in inputs})):
             channel_max = np.abs(value).reshape(-1, value.shape[-1]).max(axis=0)
-            ranges[name] = np.maximum(ranges[name], channel_max) if ranges[name].size else channel_max
+            ranges[name] = np.maximum(ranges[name], channel_max) if name in ranges else channel_max
     return ranges
 
 

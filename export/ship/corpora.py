@@ -12,6 +12,7 @@ from tqdm import tqdm
 from model.data import load_mosi
 from model.data.audio_conditions import random_conditions
 from model.data.featurized import SPLITS
+from model.data.samples import spread
 from model.features.fer import EXPRESSIONS, load_fer
 from model.features.frontend import mono_16k
 from model.files import atomic_write
@@ -47,7 +48,7 @@ def voice_corpus(data_root: Path, frontend, cache: Path, per_split: int = 0) -> 
     if not cache.is_file():
         rows = list(csv.DictReader(open(data_root / "ravdess" / "metadata.csv", newline="")))
         if per_split:
-            rows = [r for s in SPLITS for r in _spread([r for r in rows if r["split"] == s], per_split)]
+            rows = [r for s in SPLITS for r in spread([r for r in rows if r["split"] == s], per_split)]
         feats, meta = [], []
         for row in tqdm(rows, desc="RAVDESS audio"):
             signal, rate = soundfile.read(data_root / "ravdess" / row["file"], dtype="float32")
@@ -90,7 +91,7 @@ def plain_speech_corpus(data_root: Path, frontend, cache: Path, per_split: int =
         folder = data_root / "speech" / "english"
         rows = list(csv.DictReader(open(folder / "metadata.csv", newline="", encoding="utf-8")))
         if per_split:
-            rows = [r for s in SPLITS for r in _spread([r for r in rows if r["split"] == s], per_split)]
+            rows = [r for s in SPLITS for r in spread([r for r in rows if r["split"] == s], per_split)]
         feats, meta = [], []
         for row in tqdm(rows, desc="plain English speech"):
             x, quality = frontend.audio_features(decode(folder / row["file"], want_video=False).audio)
@@ -99,10 +100,6 @@ def plain_speech_corpus(data_root: Path, frontend, cache: Path, per_split: int =
                          "valence": 0.0, "voice_found": bool(len(x)), "voiced_share": quality.get("voiced_share", 0.0)})
         save_ragged(cache, feats, meta)
     return by_split(*load_ragged(cache))
-
-
-def _spread(rows: list, n: int) -> list:
-    return [rows[i] for i in np.linspace(0, len(rows) - 1, min(n, len(rows))).round().astype(int)] if rows else []
 
 
 def face_clip(face: np.ndarray, scale: int, frames: int, rng: np.random.Generator) -> list[np.ndarray]:

@@ -19,14 +19,13 @@ import logging
 from datetime import date
 from pathlib import Path
 
-import numpy as np
-
+from model.data.samples import spread
 from model.files import atomic_write_text
 
 from ..artifacts import MANIFEST, VARIANT_FILES, write_manifest
 from ..build import keep_variants
 from ..quantize import CALIBRATION_CLIPS, quantize_int8, weight_only_to_fp32
-from ..runtime import OnnxModel
+from ..runtime import OnnxModel, ServedModel
 from .card import model_card
 from .corpora import text_corpus
 from .evaluate import _sample, compare_variants, unimodal_metrics
@@ -48,10 +47,8 @@ def requantize(folder: Path, data_root: Path) -> dict:
     onnx.save(graph, str(fp32))
 
     texts = text_corpus(data_root)
-    served = OnnxModel(folder, providers=["CPUExecutionProvider"])
-    train = texts["train"]
-    chosen = [train[i] for i in np.linspace(0, len(train) - 1, CALIBRATION_CLIPS).round().astype(int)]
-    calibration = [served.collate([_sample(t, y)]) for _, t, y in chosen]
+    served = ServedModel(folder)  # the folder's tokenizer and collate, without a session
+    calibration = [served.collate([_sample(t, y)]) for _, t, y in spread(texts["train"], CALIBRATION_CLIPS)]
     quantize_int8(fp32, int8, calibration)
     write_manifest(folder, **fields, variants={"fp32": fp32.name, "int8": int8.name})
     check = compare_variants(folder, texts, ("fp32", "int8"))  # raises beyond the tolerance

@@ -15,6 +15,11 @@ import numpy as np
 from .context import join_context
 
 
+def spread(rows: list, n: int) -> list:
+    """At most n of rows, evenly spaced over the list (first and last included)."""
+    return [rows[i] for i in np.linspace(0, len(rows) - 1, min(n, len(rows))).round().astype(int)] if rows else []
+
+
 @dataclass
 class Sample:
     id: str

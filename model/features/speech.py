@@ -23,10 +23,16 @@ def one_blas_thread():
     that into 0.15 in the voice stream. One thread everywhere (Dask workers already have one)
     makes the features the same in every process. The lock keeps concurrent passes from
     restoring each other's setting."""
+    with _BLAS_LOCK, _threadpools().limit(limits=1, user_api="blas"):
+        yield
+
+
+@functools.cache
+def _threadpools():
+    """The process's thread pools, found once (the search reads every loaded library)."""
     from threadpoolctl import ThreadpoolController
 
-    with _BLAS_LOCK, ThreadpoolController().limit(limits=1, user_api="blas"):
-        yield
+    return ThreadpoolController()
 
 
 
