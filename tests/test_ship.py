@@ -243,3 +243,31 @@ def test_kill_9_part_way_then_a_rerun_equals_an_uninterrupted_build(tmp_path, ti
         return metrics, {name: manifest["files"][name] for name in manifest["variants"].values()}
 
     assert shipped("killed") == shipped("clean")
+
+
+def test_neutral_faces_are_held_out_fer_neutral_faces_scored_by_the_face_alone():
+    """The build's neutral-face row: neutral FER faces of the valid and test splits only, each a
+    face-only sample, and the figures are those of the scores the model gave."""
+    from model.features import VISUAL_DIM
+    from export.ship.evaluate import neutral_face_metrics
+    from tests.conftest import DATA
+
+    class Recorder:
+        def __init__(self):
+            self.calls = []
+
+        def predict(self, samples):
+            self.calls.append(samples)
+            return {"score": np.linspace(-1.0, 0.2, len(samples))}
+
+    runtime = Recorder()
+    out = neutral_face_metrics(runtime, DATA, (3, 2), per_split=4)
+    assert set(out) == {"valid", "test"} and len(runtime.calls) == 2
+    for split, samples in zip(("valid", "test"), runtime.calls):
+        assert out[split]["faces"] == 4 and out[split]["n"] == len(samples) >= 3  # faces the detector found
+        assert all(s.text == "" and len(s.features["audio"]) == 0 and s.features["visual"].shape[1] == VISUAL_DIM
+                   for s in samples)
+        scores = np.linspace(-1.0, 0.2, len(samples))
+        assert out[split]["mean"] == pytest.approx(scores.mean())
+        assert out[split]["mean_abs"] == pytest.approx(np.abs(scores).mean())
+        assert out[split]["below_minus_half"] == pytest.approx((scores < -0.5).mean())

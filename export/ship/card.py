@@ -6,9 +6,11 @@ import json
 from pathlib import Path
 
 from model.config import MODALITIES
+from model.files import atomic_write_text
 from model.data.targets import CLEAR_TEXT
 from model.metrics import OUTSIDE_PERCENTILE
 
+from ..artifacts import MANIFEST, write_manifest
 from .corpora import FACE_VALENCE, STRONG, VOICE_VALENCE
 from .tuples import BIN_EDGES
 
@@ -51,6 +53,20 @@ def _requantized(note: dict | None) -> str:
             f"From the earlier graph (the same weights; the build's tuples were not kept): {', '.join(note['earlier'])}.\n")
 
 
+def _neutral_rows(by_split: dict | None) -> str:
+    """| split | n | mean | mean |score| | below -0.5 | above +0.5 | for a modality alone on neutral clips."""
+    if not by_split:
+        return "| not measured for this build | | | | | |"
+    return "\n".join(f"| {split} | {m['n']} | {m['mean']:+.3f} | {m['mean_abs']:.3f} | {100 * m['below_minus_half']:.0f} % | "
+                     f"{100 * m['above_half']:.0f} % |" for split, m in by_split.items() if split in ("valid", "test"))
+
+
+def _added_later(row: dict | None) -> str:
+    """Where a row was measured after the build (on the shipped graph), say when and how."""
+    later = (row or {}).get("added")
+    return f" Measured on the shipped graph on {later['date']} with `{later['command']}`." if later else ""
+
+
 def model_card(report: dict, model_dir: Path) -> str:
     u, r, d = report["unimodal"], report["recipe"], report["data"]
     spec = json.loads((Path(model_dir) / "feature_spec.json").read_text())
@@ -76,9 +92,9 @@ def model_card(report: dict, model_dir: Path) -> str:
             f"| {v} | {m['text_mosi_test_mae']:.3f} | {m['text_sst_test_mae']:.3f} | {m['ms_per_sentence_batch1_1thread']:.1f} | "
             f"{m['bytes'] / 1e6:.0f} |" for v, m in variants.items()),
         "requantized": _requantized(report.get("requantized")),
-        "plain_rows": "\n".join(
-            f"| {split} | {m['n']} | {m['mean']:+.3f} | {m['mean_abs']:.3f} | {100 * m['below_minus_half']:.0f} % | "
-            f"{100 * m['above_half']:.0f} % |" for split, m in plain.items()),
+        "plain_rows": _neutral_rows(plain),
+        "neutral_face_rows": _neutral_rows(report.get("neutral_face_alone")),
+        "neutral_face_note": _added_later(report.get("neutral_face_alone")),
         "gate_english": _share(gate["english_kept"], gate["english_clips"]),
         "gate_other": _share(gate["other_scored"], gate["other_clips"]),
         "outside_pct": OUTSIDE_PERCENTILE,
@@ -125,3 +141,11 @@ def model_card(report: dict, model_dir: Path) -> str:
         ),
     }
     return TEMPLATE.read_text(encoding="utf-8").format(**fields)
+
+
+def write_report(folder: Path, report: dict) -> None:
+    """metrics.json, the card made from it, and the manifest, which covers every file that ships."""
+    folder = Path(folder)
+    atomic_write_text(folder / "metrics.json", json.dumps(report, indent=2) + "\n")
+    atomic_write_text(folder / "MODEL_CARD.md", model_card(report, folder))
+    write_manifest(folder, **{k: v for k, v in json.loads((folder / MANIFEST).read_text()).items() if k != "files"})

@@ -39,10 +39,12 @@ def _sample(text: str = "", label: float = 0.0, audio=None, visual=None) -> Samp
 
 
 def evaluate_shipped(model_dir: Path, texts, voices, faces, test_tuples, rng, data_root: Path,
-                     voice_sources: dict[str, dict[str, list[dict]]], per_split: int = 0) -> dict:
+                     voice_sources: dict[str, dict[str, list[dict]]], face_clip_shape: tuple[int, int],
+                     per_split: int = 0) -> dict:
     """Through ONNX Runtime, on held-out data only:
     - each modality alone, on its corpus's held-out split; the voice also on RAVDESS under
-      real recording conditions, and on real plain speech (where it should stay near 0);
+      real recording conditions, and on real plain speech (where it should stay near 0); the
+      face also on every neutral FER2013 face of the held-out splits (likewise);
     - the transcript gate on held-out real English and non-English speech;
     - the test tuples, all of them and split into agreeing and disagreeing ones;
     - face + voice with no text, against the tuple's non-verbal valence;
@@ -60,8 +62,10 @@ def evaluate_shipped(model_dir: Path, texts, voices, faces, test_tuples, rng, da
         "audio_ravdess_conditioned_test": unimodal_metrics(runtime, [
             _sample(label=v["valence"], audio=v["features"]) for v in voice_sources["conditioned"]["test"] if v["voice_found"]]),
     }}
-    report["plain_speech_voice_alone"] = {split: plain_speech_metrics(runtime, voice_sources["plain"][split])
-                                          for split in ("valid", "test")}
+    report["plain_speech_voice_alone"] = {
+        split: neutral_metrics(runtime, [_sample(audio=v["features"]) for v in voice_sources["plain"][split] if v["voice_found"]])
+        for split in ("valid", "test")}
+    report["neutral_face_alone"] = neutral_face_metrics(runtime, data_root, face_clip_shape, per_split)
     report["transcript_gate_test"] = gate_metrics(data_root, per_split)
     report.update(tuple_metrics(runtime, test_tuples))
     report["clip_path_ravdess_test"] = clip_path_metrics(runtime, data_root, voice_sources["clean"]["test"])
@@ -69,12 +73,34 @@ def evaluate_shipped(model_dir: Path, texts, voices, faces, test_tuples, rng, da
     return report
 
 
-def plain_speech_metrics(runtime, clips: list[dict]) -> dict:
-    """The voice alone on plain speech, whose valence is about 0: the mean says whether it
-    leans, the mean |score| how far it strays."""
-    scores = runtime.predict([_sample(audio=v["features"]) for v in clips if v["voice_found"]])["score"]
+def neutral_metrics(runtime, samples: list[Sample]) -> dict:
+    """One modality alone on clips whose valence is about 0 (plain speech, neutral faces): the
+    mean says whether it leans, the mean |score| how far it strays."""
+    scores = runtime.predict(samples)["score"]
     return {"n": len(scores), "mean": float(scores.mean()), "mean_abs": float(np.abs(scores).mean()),
             "below_minus_half": float((scores < -0.5).mean()), "above_half": float((scores > 0.5).mean())}
+
+
+def neutral_face_metrics(runtime, data_root: Path, face_clip_shape: tuple[int, int], per_split: int = 0,
+                         seed: int = 0) -> dict:
+    """The face alone on the neutral FER2013 faces of the valid and test splits (per_split > 0:
+    that many of each, evenly spaced), made into clips as the build's faces are
+    (face_clip_shape: its (scale, frames)), faces found only."""
+    from model.data.samples import spread
+    from model.features.fer import EXPRESSIONS, load_fer
+
+    from .corpora import face_clip
+
+    fer, frontend, rng = load_fer(data_root / "faces"), FrontEnd(), np.random.default_rng(seed)
+    out = {}
+    for split in ("valid", "test"):
+        faces = np.flatnonzero((fer["split"] == split) & (fer["blank"] == 0) & (fer["y"] == EXPRESSIONS.index("neutral")))
+        faces = spread(list(faces), per_split) if per_split else faces
+        feats = [frontend.visual_features(face_clip(fer["x"][i], *face_clip_shape, rng))[0]
+                 for i in faces]
+        out[split] = neutral_metrics(runtime, [_sample(visual=x) for x in feats if len(x)])
+        out[split]["faces"] = len(faces)
+    return out
 
 
 def gate_metrics(data_root: Path, per_split: int = 0) -> dict:

@@ -40,13 +40,13 @@ from model.cli import add_dataclass_flags, dataclass_from_args
 from model.config import ModelConfig, TrainConfig
 from model.data.featurized import SPLITS
 from model.features import FrontEnd
-from model.files import atomic_write_text, data_root
+from model.files import data_root
 from model.pretrain_text import PretrainConfig, pretrain
 from model.train import train
 
-from ..artifacts import MANIFEST, write_manifest
+from ..artifacts import MANIFEST
 from ..build import build_model_folder, keep_variants
-from .card import model_card
+from .card import write_report
 from .corpora import conditioned_voice_corpus, face_corpus, plain_speech_corpus, text_corpus, voice_corpus
 from .evaluate import compare_variants, evaluate_shipped
 from .tuples import match_tuples, write_dataset
@@ -143,7 +143,8 @@ def ship(cfg: ShipConfig) -> dict:
         variant_check = compare_variants(out, texts, cfg.variants)
         keep_variants(out, cfg.variants, variant_check=variant_check)
     report = evaluate_shipped(out, texts, voices, faces, tuples["test"], np.random.default_rng(cfg.seed + 1), root,
-                              {"clean": clean, "conditioned": conditioned, "plain": plain}, cfg.voices_per_split)
+                              {"clean": clean, "conditioned": conditioned, "plain": plain},
+                              (cfg.face_scale, cfg.face_frames), cfg.voices_per_split)
     report["variants"] = json.loads((out / MANIFEST).read_text())["variant_check"]
     if cfg.text_reader_epochs:
         reader = json.loads((work / "text_reader" / "pretrain_metrics.json").read_text())
@@ -162,11 +163,7 @@ def ship(cfg: ShipConfig) -> dict:
             "faces": {s: len(f) for s, f in faces.items()},
         },
     })
-    atomic_write_text(out / "metrics.json", json.dumps(report, indent=2) + "\n")
-    atomic_write_text(out / "MODEL_CARD.md", model_card(report, out))
-    # The manifest covers every file that ships, metrics included.
-    fields = {k: v for k, v in json.loads((out / MANIFEST).read_text()).items() if k != "files"}
-    write_manifest(out, **fields)
+    write_report(out, report)
     log.info("shipped %s: %s", out, json.dumps(report["unimodal"]))
     return report
 

@@ -20,13 +20,12 @@ from datetime import date
 from pathlib import Path
 
 from model.data.samples import spread
-from model.files import atomic_write_text
 
 from ..artifacts import MANIFEST, VARIANT_FILES, write_manifest
 from ..build import keep_variants
 from ..quantize import CALIBRATION_CLIPS, quantize_int8, weight_only_to_fp32
 from ..runtime import OnnxModel, ServedModel
-from .card import model_card
+from .card import write_report
 from .corpora import text_corpus
 from .evaluate import _sample, compare_variants, unimodal_metrics
 
@@ -67,10 +66,7 @@ def requantize(folder: Path, data_root: Path) -> dict:
     for corpus in ("mosi", "sst"):
         samples = [_sample(t, y) for src, t, y in texts["test"] if src == corpus]
         metrics["unimodal"][f"text_{corpus}_test"] = unimodal_metrics(runtime, samples)
-    atomic_write_text(folder / "metrics.json", json.dumps(metrics, indent=2) + "\n")
-    atomic_write_text(folder / "MODEL_CARD.md", model_card(metrics, folder))
-    fields = {k: v for k, v in json.loads((folder / MANIFEST).read_text()).items() if k != "files"}
-    write_manifest(folder, **fields)
+    write_report(folder, metrics)
     log.info("requantized %s: %s", folder, json.dumps(check))
     return check
 
