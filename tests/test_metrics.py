@@ -54,3 +54,32 @@ def test_rejects_mismatched_input():
         sentiment_metrics([1.0, 2.0], [1.0])
     with pytest.raises(ValueError):
         sentiment_metrics([], [])
+
+
+def test_a_grid_summary_counts_kept_runs_unless_a_run_here_replaces_them(tmp_path):
+    """Runs whose folders are gone (an earlier --runs-out list) still count; a run of the same
+    cell and seed under the folder replaces the kept one; mean and sample std over seeds."""
+    import json
+
+    from model.experiments.evaluate import collect_runs, summarise
+    from model.metrics import METRIC_NAMES
+
+    def run(seed, mae, variant="full"):
+        test = {name: 0.5 for name in METRIC_NAMES} | {"mae": mae}
+        return {"benchmark": "mosi-std", "text_encoder": "MPNet (k6)", "context": 0, "variant": variant, "seed": seed,
+                "best_epoch": 3, "epochs_run": 5, "epoch_seconds": 100.0, "test": test}
+
+    kept = [run(0, 0.60), run(1, 0.70), run(0, 0.90, "text")]
+    here = tmp_path / "mosi-std" / "MPNet-k6" / "full" / "seed1"
+    here.mkdir(parents=True)
+    (here / "metrics.json").write_text(json.dumps(run(1, 0.64)))  # seed 1 again, on this machine
+    (tmp_path / "x" / "seed2").mkdir(parents=True)
+    (tmp_path / "x" / "seed2" / "metrics.json").write_text(json.dumps(run(2, 0.68)))
+    runs = collect_runs(tmp_path, kept)
+    assert sorted((r["variant"], r["seed"], r["test"]["mae"]) for r in runs) == [
+        ("full", 0, 0.60), ("full", 1, 0.64), ("full", 2, 0.68), ("text", 0, 0.90)]
+    full, text = summarise(runs)
+    assert full["seeds"] == [0, 1, 2] and full["mae"]["mean"] == pytest.approx(0.64)
+    assert full["mae"]["std"] == pytest.approx(0.04)  # sample std of 0.60, 0.64, 0.68
+    assert full["train_hours"] == pytest.approx(3 * 500 / 3600)
+    assert text["seeds"] == [0] and text["mae"] == {"mean": 0.90, "std": 0.0}

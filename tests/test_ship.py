@@ -199,7 +199,8 @@ def _face_sample(visual):
 @pytest.mark.slow  # builds a small clip model three times
 def test_kill_9_part_way_then_a_rerun_equals_an_uninterrupted_build(tmp_path, tiny_bert):
     """`python -m export.ship` killed during training, then run again: it resumes from its cached
-    corpora, tuples and training state, and ships the same model with the same figures."""
+    corpora, tuples and training state, and ships the same model with the same figures; and
+    `--evaluate-only` on the folder measures those figures again."""
     import json
     import os
     import signal
@@ -243,6 +244,15 @@ def test_kill_9_part_way_then_a_rerun_equals_an_uninterrupted_build(tmp_path, ti
         return metrics, {name: manifest["files"][name] for name in manifest["variants"].values()}
 
     assert shipped("killed") == shipped("clean")
+
+    # --evaluate-only measures the folder again by its own recipe (the cached corpora): the same figures.
+    folder = tmp_path / "clean" / "model"
+    built = json.loads((folder / "metrics.json").read_text())
+    subprocess.run([sys.executable, "-m", "export.ship", "--evaluate-only", "--work-dir", str(tmp_path / "clean" / "work"),
+                    "--out", str(folder)], check=True, **quiet)
+    again = json.loads((folder / "metrics.json").read_text())
+    assert again.pop("reevaluated")["command"] == f"python -m export.ship --evaluate-only --out {folder}"
+    assert again == built
 
 
 def test_neutral_faces_are_held_out_fer_neutral_faces_scored_by_the_face_alone():

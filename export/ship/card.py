@@ -43,14 +43,20 @@ def _share(share: float | None, n: int) -> str:
     return "n/a (no clips)" if share is None else f"{_percent(share)} of {n}"
 
 
-def _requantized(note: dict | None) -> str:
-    """Which figures a re-quantised graph was measured again on (export/ship/requantize.py)."""
-    if not note:
-        return ""
-    return (f"\nThe graph was re-quantised from the build's earlier 8-bit graph ({note['from']}) on {note['date']} "
-            f"with `{note['command']}`; the fp32 row is that earlier graph read back to fp32. "
-            f"Measured again on it: {', '.join(note['remeasured'])}. "
-            f"From the earlier graph (the same weights; the build's tuples were not kept): {', '.join(note['earlier'])}.\n")
+def _provenance(requantized: dict | None, reevaluated: dict | None) -> str:
+    """Which graph the figures were measured on, where the folder was re-quantised
+    (export/ship/requantize.py) or measured again (python -m export.ship --evaluate-only)."""
+    out = ""
+    if requantized:
+        out += (f"\nThe graph was re-quantised from the build's earlier 8-bit graph ({requantized['from']}) on "
+                f"{requantized['date']} with `{requantized['command']}`; the fp32 row is that earlier graph read back to fp32.")
+        if not reevaluated:
+            out += (f" Measured again on it: {', '.join(requantized['remeasured'])}. From the earlier graph (the same "
+                    f"weights; the build's tuples were not kept): {', '.join(requantized['earlier'])}.")
+    if reevaluated:
+        out += (f"\nEvery held-out figure below was measured on the graph that ships, on {reevaluated['date']}, with "
+                f"`{reevaluated['command']}` (corpora and tuples made again by the build's own recipe).")
+    return out + "\n" if out else ""
 
 
 def _neutral_rows(by_split: dict | None) -> str:
@@ -59,12 +65,6 @@ def _neutral_rows(by_split: dict | None) -> str:
         return "| not measured for this build | | | | | |"
     return "\n".join(f"| {split} | {m['n']} | {m['mean']:+.3f} | {m['mean_abs']:.3f} | {100 * m['below_minus_half']:.0f} % | "
                      f"{100 * m['above_half']:.0f} % |" for split, m in by_split.items() if split in ("valid", "test"))
-
-
-def _added_later(row: dict | None) -> str:
-    """Where a row was measured after the build (on the shipped graph), say when and how."""
-    later = (row or {}).get("added")
-    return f" Measured on the shipped graph on {later['date']} with `{later['command']}`." if later else ""
 
 
 def model_card(report: dict, model_dir: Path) -> str:
@@ -91,10 +91,9 @@ def model_card(report: dict, model_dir: Path) -> str:
         "variant_rows": "\n".join(
             f"| {v} | {m['text_mosi_test_mae']:.3f} | {m['text_sst_test_mae']:.3f} | {m['ms_per_sentence_batch1_1thread']:.1f} | "
             f"{m['bytes'] / 1e6:.0f} |" for v, m in variants.items()),
-        "requantized": _requantized(report.get("requantized")),
+        "requantized": _provenance(report.get("requantized"), report.get("reevaluated")),
         "plain_rows": _neutral_rows(plain),
         "neutral_face_rows": _neutral_rows(report.get("neutral_face_alone")),
-        "neutral_face_note": _added_later(report.get("neutral_face_alone")),
         "gate_english": _share(gate["english_kept"], gate["english_clips"]),
         "gate_other": _share(gate["other_scored"], gate["other_clips"]),
         "outside_pct": OUTSIDE_PERCENTILE,

@@ -31,7 +31,8 @@ import argparse
 import json
 import logging
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -98,16 +99,28 @@ class ShipConfig:
     # The graphs that ship: "fp32" (model.onnx), "int8" (model.int8.onnx); the first is the default.
     variants: tuple[str, ...] = ("int8",)
     num_threads: int = 0
-    # Re-evaluate the folder at --out (metrics.json, MODEL_CARD.md) without retraining.
+    # Measure the folder at --out again on every held-out evaluation, without training: the
+    # recipe is the folder's own (only the paths and threads come from here), and how it
+    # was built and trained is kept from its metrics.json.
     evaluate_only: bool = False
 
 
-def ship(cfg: ShipConfig) -> dict:
-    root, work = Path(cfg.data_root or data_root()), Path(cfg.work_dir)
-    work.mkdir(parents=True, exist_ok=True)
-    frontend = FrontEnd()
-    rng = np.random.default_rng(cfg.seed)
+@dataclass
+class Corpora:
+    """Everything a build trains and is measured on, each corpus through the front end."""
+    texts: dict
+    clean: dict        # RAVDESS voices
+    conditioned: dict  # the same under real recording conditions
+    plain: dict        # real plain English speech
+    voices: dict       # the three together, per split
+    faces: dict
+    tuples: dict       # matched (text, voice, face) per split
+    detected: dict     # share of FER clips the detector found a face in, per split
 
+
+def build_corpora(cfg: ShipConfig, root: Path, work: Path, frontend) -> Corpora:
+    """The corpora and tuples, cached under work (a rerun reads them back); the same seed
+    gives the same tuples."""
     texts = text_corpus(root)
     suffix = f"-{cfg.voices_per_split}" if cfg.voices_per_split else ""
     clean = voice_corpus(root, frontend, work / f"ravdess_whisper_features{suffix}.npz", cfg.voices_per_split)
@@ -117,13 +130,41 @@ def ship(cfg: ShipConfig) -> dict:
     faces = face_corpus(cfg, root, frontend, work / "fer_features.npz")
     detected = {s: float(np.mean([f["face_found"] for f in faces[s]])) for s in SPLITS}
     log.info("faces found by the detector: %s", detected)
-
+    rng = np.random.default_rng(cfg.seed)
     counts = {"train": cfg.tuples_train, "valid": cfg.tuples_valid, "test": cfg.tuples_test}
     tuples = {s: match_tuples(texts[s], voices[s], faces[s], n, cfg.sst_share, rng, cfg.disagree_share)
               for s, n in counts.items()}
+    return Corpora(texts, clean, conditioned, plain, voices, faces, tuples, detected)
+
+
+def evaluate(cfg: ShipConfig, c: Corpora, root: Path, out: Path) -> dict:
+    """Every held-out evaluation of the folder at out, and what it was built from."""
+    report = evaluate_shipped(out, c.texts, c.voices, c.faces, c.tuples["test"], np.random.default_rng(cfg.seed + 1), root,
+                              {"clean": c.clean, "conditioned": c.conditioned, "plain": c.plain},
+                              (cfg.face_scale, cfg.face_frames), cfg.voices_per_split)
+    report["face_detection_rate"] = c.detected
+    report["data"] = {
+        "tuples": {s: len(t) for s, t in c.tuples.items()},
+        "disagreeing_tuples": {s: int(sum(not x["agree"] for x in t)) for s, t in c.tuples.items()},
+        "voices": {s: len(v) for s, v in c.voices.items()},
+        "voice_sources": {name: {s: len(v) for s, v in pool.items()}
+                          for name, pool in (("ravdess", c.clean), ("ravdess_conditioned", c.conditioned),
+                                             ("plain_speech", c.plain))},
+        "faces": {s: len(f) for s, f in c.faces.items()},
+    }
+    return report
+
+
+def ship(cfg: ShipConfig) -> dict:
+    root, work = Path(cfg.data_root or data_root()), Path(cfg.work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    if cfg.evaluate_only:
+        return reevaluate(cfg, root, work)
+    frontend = FrontEnd()
+    corpora = build_corpora(cfg, root, work, frontend)
     dataset = work / "tuples"
     if not (dataset / "samples.csv").is_file():
-        write_dataset(dataset, tuples, frontend.spec())
+        write_dataset(dataset, corpora.tuples, frontend.spec())
 
     run_dir, out = work / "run", Path(cfg.out)
     text_encoder, frozen = text_reader(cfg, root, work)
@@ -133,18 +174,13 @@ def ship(cfg: ShipConfig) -> dict:
         unimodal_weight=cfg.unimodal_weight, target_rule=cfg.target_rule,
         model=ModelConfig(mean_pool=tuple(cfg.mean_pool), text_encoder=text_encoder, text_frozen_layers=frozen),
     )
-    if cfg.evaluate_only:
-        train_metrics = json.loads((run_dir / "metrics.json").read_text())
-    else:
-        train_metrics = train(train_cfg)
-        if out.exists():
-            shutil.rmtree(out)
-        build_model_folder(run_dir, out, variants=tuple(v for v in cfg.variants if v != "fp32"))
-        variant_check = compare_variants(out, texts, cfg.variants)
-        keep_variants(out, cfg.variants, variant_check=variant_check)
-    report = evaluate_shipped(out, texts, voices, faces, tuples["test"], np.random.default_rng(cfg.seed + 1), root,
-                              {"clean": clean, "conditioned": conditioned, "plain": plain},
-                              (cfg.face_scale, cfg.face_frames), cfg.voices_per_split)
+    train_metrics = train(train_cfg)
+    if out.exists():
+        shutil.rmtree(out)
+    build_model_folder(run_dir, out, variants=tuple(v for v in cfg.variants if v != "fp32"))
+    variant_check = compare_variants(out, corpora.texts, cfg.variants)
+    keep_variants(out, cfg.variants, variant_check=variant_check)
+    report = evaluate(cfg, corpora, root, out)
     report["variants"] = json.loads((out / MANIFEST).read_text())["variant_check"]
     if cfg.text_reader_epochs:
         reader = json.loads((work / "text_reader" / "pretrain_metrics.json").read_text())
@@ -153,18 +189,34 @@ def ship(cfg: ShipConfig) -> dict:
         "recipe": asdict(cfg),
         "training": {k: train_metrics[k] for k in ("text_encoder", "best_epoch", "epochs_run", "epoch_seconds", "valid", "train_entropy")},
         "train_config": {k: v for k, v in asdict(train_cfg).items() if k not in ("model", "tuple_nce")},
-        "face_detection_rate": detected,
-        "data": {
-            "tuples": {s: len(t) for s, t in tuples.items()},
-            "disagreeing_tuples": {s: int(sum(not x["agree"] for x in t)) for s, t in tuples.items()},
-            "voices": {s: len(v) for s, v in voices.items()},
-            "voice_sources": {name: {s: len(v) for s, v in pool.items()}
-                              for name, pool in (("ravdess", clean), ("ravdess_conditioned", conditioned), ("plain_speech", plain))},
-            "faces": {s: len(f) for s, f in faces.items()},
-        },
     })
     write_report(out, report)
     log.info("shipped %s: %s", out, json.dumps(report["unimodal"]))
+    return report
+
+
+# What a re-evaluation keeps from the folder's metrics.json: how the model was built and trained.
+BUILD_RECORD = ("recipe", "training", "train_config", "text_reader", "variants", "requantized")
+
+
+def reevaluate(cfg: ShipConfig, root: Path, work: Path) -> dict:
+    """--evaluate-only: the folder at cfg.out measured again on every held-out evaluation, with
+    corpora and tuples made by its own recipe (cached under work). The data counts must equal
+    the build's, or these are not the tuples it was measured on, and nothing is written."""
+    out = Path(cfg.out)
+    earlier = json.loads((out / "metrics.json").read_text())
+    known = {f.name for f in fields(ShipConfig)}
+    recipe = ShipConfig(**{**{k: v for k, v in earlier["recipe"].items() if k in known},
+                           "data_root": cfg.data_root, "work_dir": cfg.work_dir, "out": cfg.out,
+                           "num_threads": cfg.num_threads, "evaluate_only": False})
+    report = evaluate(recipe, build_corpora(recipe, root, work, FrontEnd()), root, out)
+    if report["data"] != earlier["data"]:
+        raise ValueError(f"the corpora made now differ from the build's: {report['data']} vs {earlier['data']}")
+    report.update({k: earlier[k] for k in BUILD_RECORD if k in earlier})
+    report["reevaluated"] = {"date": date.today().isoformat(),
+                             "command": f"python -m export.ship --evaluate-only --out {cfg.out}"}
+    write_report(out, report)
+    log.info("re-evaluated %s: %s", out, json.dumps(report["unimodal"]))
     return report
 
 

@@ -9,7 +9,7 @@ on MOSI and SST test text against that fp32 graph, within VARIANT_MAE_TOLERANCE.
 of metrics.json, the card and the manifest are rewritten. Rows measured on clips without words
 do not pass through the quantised MatMuls and stay exact; rows with words (the test tuples) need
 the build's cached tuples and stay as measured on the earlier graph, which metrics.json and the
-card say ("requantized").
+card say ("requantized"), until `python -m export.ship --evaluate-only` measures them again.
 """
 from __future__ import annotations
 

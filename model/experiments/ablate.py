@@ -19,7 +19,7 @@ from pathlib import Path
 
 from model.cli import add_dataclass_flags, dataclass_from_args
 from model.config import VARIANTS, ModelConfig, TrainConfig
-from model.experiments.evaluate import markdown_table, summarise
+from model.experiments.evaluate import collect_runs, markdown_table, summarise
 
 log = logging.getLogger("mmim.ablate")
 
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         results = [_run(cfg) for cfg in configs]
     failed = [path for path, error in results if error]
-    rows = summarise(out)
+    rows = summarise(collect_runs(out))
     (out / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
     (out / "results.md").write_text(markdown_table(rows))
     print(markdown_table(rows))

@@ -41,13 +41,24 @@ def evaluate_checkpoint(ckpt_dir: str | Path, split: str = "test", data_dir: str
     return sentiment_metrics(scores.numpy(), [s.label for s in samples])
 
 
-def summarise(root: str | Path, split: str = "test") -> list[dict]:
+def _cell(m: dict) -> tuple:
+    """(benchmark, text encoder, context, variant): the grid cell a run's metrics.json belongs to."""
+    return m["benchmark"], m["text_encoder"], m.get("context", 0), m["variant"] + ("+tuple_nce" if "tuple_nce" in m else "")
+
+
+def collect_runs(root: str | Path, kept: list[dict] | None = None) -> list[dict]:
+    """Every run's metrics.json under root, plus the kept ones (an earlier --runs-out list: runs
+    whose folders are gone, e.g. from another machine) that no run under root replaces."""
+    found = [json.loads(p.read_text()) for p in sorted(Path(root).rglob("metrics.json"))]
+    here = {(*_cell(m), m["seed"]) for m in found}
+    return [m for m in kept or [] if (*_cell(m), m["seed"]) not in here] + found
+
+
+def summarise(runs: list[dict], split: str = "test") -> list[dict]:
     """One row per (benchmark, text encoder, context, variant): mean and std over seeds."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
-    for path in sorted(Path(root).rglob("metrics.json")):
-        m = json.loads(path.read_text())
-        variant = m["variant"] + ("+tuple_nce" if "tuple_nce" in m else "")
-        groups[(m["benchmark"], m["text_encoder"], m.get("context", 0), variant)].append(m)
+    for m in runs:
+        groups[_cell(m)].append(m)
     rows = []
     for (benchmark, encoder, context, variant), runs in sorted(groups.items()):
         row = {"benchmark": benchmark, "text_encoder": encoder, "context": context, "variant": variant,
@@ -88,6 +99,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--summarise", metavar="RUNS", help="folder of runs to summarise over seeds")
     parser.add_argument("--out", help="write the summary here (.md table, or .json)")
     parser.add_argument("--runs-out", help="with --summarise: also write every run's metrics.json, as one JSON list")
+    parser.add_argument("--keep-runs", help="with --summarise: an earlier --runs-out list; its runs count too, "
+                                            "unless a run of the same cell and seed is under RUNS")
     parser.add_argument("--report", action="store_true",
                         help="interaction report: PID per pair of modalities, mean |Shapley|, interaction indices")
     parser.add_argument("--report-dir", default=None, help="where --report writes (default: RUN/report-<split>)")
@@ -118,14 +131,15 @@ def main(argv: list[str] | None = None) -> None:
             out = args.report_dir or Path(ckpt) / f"report-{args.split}"
             print(json.dumps(interaction_report(ckpt, args.split, out, args.bins, args.data_dir), indent=2))
     if args.summarise:
-        rows = summarise(args.summarise, args.split)
+        kept = json.loads(Path(args.keep_runs).read_text()) if args.keep_runs else None
+        runs = collect_runs(args.summarise, kept)
+        rows = summarise(runs, args.split)
         table = markdown_table(rows)
         print(table)
         if args.out:
             out = Path(args.out)
             out.write_text(json.dumps(rows, indent=2) + "\n" if out.suffix == ".json" else table)
         if args.runs_out:
-            runs = [json.loads(p.read_text()) for p in sorted(Path(args.summarise).rglob("metrics.json"))]
             Path(args.runs_out).write_text(json.dumps(runs, indent=2) + "\n")
     if not args.checkpoints and not args.summarise:
         parser.error("give checkpoint directories or --summarise RUNS")
