@@ -108,8 +108,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--robustness", action="store_true",
                         help="MAE of the checkpoints under degraded inputs, grouped by variant (model/experiments/robustness.py); "
                              "--out writes it (.json, or a .md table)")
+    parser.add_argument("--num-threads", type=int, default=0,
+                        help="torch threads (0: torch's default); 1 beside other jobs, where spinning threads slow both")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if args.num_threads:
+        import torch
+
+        torch.set_num_threads(args.num_threads)
 
     if args.robustness:
         from model.experiments.robustness import markdown, robustness
