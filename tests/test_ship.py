@@ -281,3 +281,25 @@ def test_neutral_faces_are_held_out_fer_neutral_faces_scored_by_the_face_alone()
         assert out[split]["mean"] == pytest.approx(scores.mean())
         assert out[split]["mean_abs"] == pytest.approx(np.abs(scores).mean())
         assert out[split]["below_minus_half"] == pytest.approx((scores < -0.5).mean())
+
+
+def test_voice_familiarity_groups_by_either_percentile_and_compares_with_the_voice_left_out():
+    from export.ship.evaluate import voice_share_by_familiarity
+
+    outputs = {
+        "score": np.array([1.0, 0.0, -1.0, 2.0]),
+        "shapley_text": np.array([1.0, 1.0, 3.0, 1.0]),
+        "shapley_audio": np.array([1.0, -1.0, 1.0, 0.0]),
+        "shapley_visual": np.array([0.0, 0.0, 0.0, 1.0]),
+        "ba_text_audio_percentile": np.array([0.5, 50.0, 50.0, 50.0]),  # the first voice: BA is unusual
+        "cpc_audio_percentile": np.array([50.0, 0.2, 50.0, 50.0]),      # the second: CPC is
+    }
+    labels = np.array([1.0, 1.0, -1.0, 1.0])
+    without_voice = np.array([0.0, 1.0, -1.0, 1.5])
+    out = voice_share_by_familiarity(outputs, without_voice, labels, below=1.0)
+    assert out["outside"]["n"] == 2 and out["inside"]["n"] == 2
+    assert out["outside"]["voice_share"] == pytest.approx(0.5)          # 1/2 and 1/2
+    assert out["inside"]["voice_share"] == pytest.approx((0.25 + 0.0) / 2)
+    assert out["outside"]["mae_with_voice"] == pytest.approx(0.5)       # |1-1|, |0-1|
+    assert out["outside"]["mae_without_voice"] == pytest.approx(0.5)    # |0-1|, |1-1|
+    assert out["inside"]["mae_with_voice"] == pytest.approx(0.5) and out["inside"]["mae_without_voice"] == pytest.approx(0.25)

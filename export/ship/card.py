@@ -39,6 +39,10 @@ def _percent(share: float | None) -> str:
     return "n/a" if share is None else f"{100 * share:.0f} %"
 
 
+def _mae(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
 def _share(share: float | None, n: int) -> str:
     return "n/a (no clips)" if share is None else f"{_percent(share)} of {n}"
 
@@ -97,7 +101,8 @@ def model_card(report: dict, model_dir: Path) -> str:
         "gate_english": _share(gate["english_kept"], gate["english_clips"]),
         "gate_other": _share(gate["other_scored"], gate["other_clips"]),
         "outside_pct": OUTSIDE_PERCENTILE,
-        "familiarity_rows": "\n".join(f"| {name} training | {m['n']} | {_percent(m['voice_share'])} |"
+        "familiarity_rows": "\n".join(f"| {name} training | {m['n']} | {_percent(m['voice_share'])} | "
+                                      f"{_mae(m.get('mae_with_voice'))} | {_mae(m.get('mae_without_voice'))} |"
                                       for name, m in report["voice_share_by_familiarity"].items()),
         "text_encoder": text_encoder_name(model_dir),
         "whisper": spec["audio"]["whisper_model"], "audio_rate": spec["audio"]["rate_hz"], "audio_dim": spec["audio"]["dim"],

@@ -145,6 +145,7 @@ def tuple_metrics(runtime, test_tuples: list[dict]) -> dict:
     tuples = [_sample(t["text"], t["label"], t["voice"]["features"], t["face"]["features"]) for t in test_tuples]
     agree = np.array([t["agree"] for t in test_tuples])
     outputs = runtime.predict(tuples)
+    without_voice = runtime.predict([_sample(t["text"], t["label"], None, t["face"]["features"]) for t in test_tuples])["score"]
     labels = np.array([s.label for s in tuples])
     nonverbal = [_sample("", (t["voice"]["valence"] + t["face"]["valence"]) / 2, t["voice"]["features"], t["face"]["features"])
                  for t in test_tuples]
@@ -155,18 +156,27 @@ def tuple_metrics(runtime, test_tuples: list[dict]) -> dict:
         "face_voice_no_text": unimodal_metrics(runtime, nonverbal),
         "mean_abs_shapley": {m: float(np.abs(outputs[f"shapley_{m}"]).mean()) for m in MODALITIES},
         "mean_abs_shapley_disagreeing": {m: float(np.abs(outputs[f"shapley_{m}"][~agree]).mean()) for m in MODALITIES},
-        "voice_share_by_familiarity": voice_share_by_familiarity(outputs),
+        "voice_share_by_familiarity": voice_share_by_familiarity(outputs, without_voice, labels),
     }
 
 
-def voice_share_by_familiarity(outputs: dict[str, np.ndarray], below: float = OUTSIDE_PERCENTILE) -> dict:
-    """The voice's share of the |Shapley| total, on tuples whose voice is outside training (its
-    BA text->audio or CPC percentile under `below`) and on the rest: a fusion that trusts an
-    unusual voice less gives it a smaller share."""
+def voice_share_by_familiarity(outputs: dict[str, np.ndarray], without_voice: np.ndarray, labels: np.ndarray,
+                               below: float = OUTSIDE_PERCENTILE) -> dict:
+    """On tuples whose voice is outside training (its BA text->audio or CPC percentile under
+    `below`) and on the rest: the voice's share of the |Shapley| total (a fusion that trusts an
+    unusual voice less gives it a smaller share), and the MAE with the voice and without it
+    (whether trusting it less would have helped)."""
     share = np.abs(outputs["shapley_audio"]) / np.maximum(sum(np.abs(outputs[f"shapley_{m}"]) for m in MODALITIES), 1e-9)
     outside = (outputs["ba_text_audio_percentile"] < below) | (outputs["cpc_audio_percentile"] < below)
-    return {name: {"n": int(rows.sum()), "voice_share": float(share[rows].mean()) if rows.any() else None}
-            for name, rows in (("outside", outside), ("inside", ~outside))}
+
+    def group(rows):
+        if not rows.any():
+            return {"n": 0, "voice_share": None, "mae_with_voice": None, "mae_without_voice": None}
+        return {"n": int(rows.sum()), "voice_share": float(share[rows].mean()),
+                "mae_with_voice": float(np.abs(outputs["score"][rows] - labels[rows]).mean()),
+                "mae_without_voice": float(np.abs(without_voice[rows] - labels[rows]).mean())}
+
+    return {"outside": group(outside), "inside": group(~outside)}
 
 
 def mi_agree_vs_disagree(runtime, test_tuples: list[dict], voices: list[dict], faces: list[dict], rng) -> dict:
