@@ -81,8 +81,7 @@ def neutral_metrics(runtime, samples: list[Sample]) -> dict:
             "below_minus_half": float((scores < -0.5).mean()), "above_half": float((scores > 0.5).mean())}
 
 
-def neutral_face_metrics(runtime, data_root: Path, face_clip_shape: tuple[int, int], per_split: int = 0,
-                         seed: int = 0) -> dict:
+def neutral_face_metrics(runtime, data_root: Path, face_clip_shape: tuple[int, int], per_split: int = 0) -> dict:
     """The face alone on the neutral FER2013 faces of the valid and test splits (per_split > 0:
     that many of each, evenly spaced), made into clips as the build's faces are
     (face_clip_shape: its (scale, frames)), faces found only."""
@@ -91,7 +90,7 @@ def neutral_face_metrics(runtime, data_root: Path, face_clip_shape: tuple[int, i
 
     from .corpora import face_clip
 
-    fer, frontend, rng = load_fer(data_root / "faces"), FrontEnd(), np.random.default_rng(seed)
+    fer, frontend, rng = load_fer(data_root / "faces"), FrontEnd(), np.random.default_rng(0)
     out = {}
     for split in ("valid", "test"):
         faces = np.flatnonzero((fer["split"] == split) & (fer["blank"] == 0) & (fer["y"] == EXPRESSIONS.index("neutral")))

@@ -112,10 +112,18 @@ class Corpora:
     clean: dict        # RAVDESS voices
     conditioned: dict  # the same under real recording conditions
     plain: dict        # real plain English speech
-    voices: dict       # the three together, per split
     faces: dict
     tuples: dict       # matched (text, voice, face) per split
-    detected: dict     # share of FER clips the detector found a face in, per split
+
+    @property
+    def voices(self) -> dict:
+        """The three voice corpora together, per split."""
+        return {s: self.clean[s] + self.conditioned[s] + self.plain[s] for s in SPLITS}
+
+    @property
+    def detected(self) -> dict:
+        """Share of FER clips the detector found a face in, per split."""
+        return {s: float(np.mean([f["face_found"] for f in self.faces[s]])) for s in SPLITS}
 
 
 def build_corpora(cfg: ShipConfig, root: Path, work: Path, frontend) -> Corpora:
@@ -126,15 +134,15 @@ def build_corpora(cfg: ShipConfig, root: Path, work: Path, frontend) -> Corpora:
     clean = voice_corpus(root, frontend, work / f"ravdess_whisper_features{suffix}.npz", cfg.voices_per_split)
     conditioned = conditioned_voice_corpus(root, frontend, work / f"ravdess_conditioned_features{suffix}.npz", clean, cfg.seed)
     plain = plain_speech_corpus(root, frontend, work / f"plain_speech_features{suffix}.npz", cfg.voices_per_split)
-    voices = {s: clean[s] + conditioned[s] + plain[s] for s in SPLITS}
     faces = face_corpus(cfg, root, frontend, work / "fer_features.npz")
-    detected = {s: float(np.mean([f["face_found"] for f in faces[s]])) for s in SPLITS}
-    log.info("faces found by the detector: %s", detected)
+    corpora = Corpora(texts, clean, conditioned, plain, faces, {})
+    log.info("faces found by the detector: %s", corpora.detected)
     rng = np.random.default_rng(cfg.seed)
     counts = {"train": cfg.tuples_train, "valid": cfg.tuples_valid, "test": cfg.tuples_test}
-    tuples = {s: match_tuples(texts[s], voices[s], faces[s], n, cfg.sst_share, rng, cfg.disagree_share)
-              for s, n in counts.items()}
-    return Corpora(texts, clean, conditioned, plain, voices, faces, tuples, detected)
+    voices = corpora.voices
+    corpora.tuples = {s: match_tuples(texts[s], voices[s], faces[s], n, cfg.sst_share, rng, cfg.disagree_share)
+                      for s, n in counts.items()}
+    return corpora
 
 
 def evaluate(cfg: ShipConfig, c: Corpora, root: Path, out: Path) -> dict:
