@@ -14,8 +14,16 @@ from pathlib import Path
 import numpy as np
 
 from model.data import BENCHMARKS, Sample, load_mosi
+from model.features import AUDIO_DIM, VISUAL_DIM
 
 FRAMES = {"audio": (20, 60), "visual": (5, 30)}
+
+
+def clip_sample(text: str = "", label: float = 0.0, audio=None, visual=None) -> Sample:
+    """A clip with the given modalities; the others absent (zero-length streams)."""
+    audio = np.zeros((0, AUDIO_DIM), np.float32) if audio is None else audio
+    visual = np.zeros((0, VISUAL_DIM), np.float32) if visual is None else visual
+    return Sample("", text, label, {"audio": audio, "visual": visual})
 
 
 def serving_samples(model_dir: str | Path, n: int, data_dir: str | Path, seed: int = 0) -> list[Sample]:

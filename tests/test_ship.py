@@ -104,13 +104,14 @@ def test_shipped_text_reader_meets_its_targets_through_onnx_runtime():
     SST's test split better than the MiniLM model before it (MAE 0.893, Corr 0.699)."""
     from export.runtime import OnnxModel
     from export.ship.corpora import text_corpus
-    from export.ship.evaluate import _sample, unimodal_metrics
+    from export.ship.evaluate import unimodal_metrics
+    from export.samples import clip_sample
     from tests.conftest import DATA
 
     runtime = OnnxModel(SHIPPED, providers=["CPUExecutionProvider"], threads=1)
     test = text_corpus(DATA)["test"]
-    mosi = unimodal_metrics(runtime, [_sample(t, y) for source, t, y in test if source == "mosi"])
-    sst = unimodal_metrics(runtime, [_sample(t, y) for source, t, y in test if source == "sst"])
+    mosi = unimodal_metrics(runtime, [clip_sample(t, y) for source, t, y in test if source == "mosi"])
+    sst = unimodal_metrics(runtime, [clip_sample(t, y) for source, t, y in test if source == "sst"])
     assert mosi["n"] == 686 and mosi["mae"] <= 0.68
     assert sst["mae"] < 0.893 and sst["corr"] > 0.699
 
@@ -284,7 +285,7 @@ def test_neutral_faces_are_held_out_fer_neutral_faces_scored_by_the_face_alone()
 
 
 def test_voice_familiarity_groups_by_either_percentile_and_compares_with_the_voice_left_out():
-    from export.ship.evaluate import voice_share_by_familiarity
+    from export.ship.reliability import voice_share_by_familiarity
 
     outputs = {
         "score": np.array([1.0, 0.0, -1.0, 2.0]),
@@ -303,3 +304,75 @@ def test_voice_familiarity_groups_by_either_percentile_and_compares_with_the_voi
     assert out["outside"]["mae_with_voice"] == pytest.approx(0.5)       # |1-1|, |0-1|
     assert out["outside"]["mae_without_voice"] == pytest.approx(0.5)    # |0-1|, |1-1|
     assert out["inside"]["mae_with_voice"] == pytest.approx(0.5) and out["inside"]["mae_without_voice"] == pytest.approx(0.25)
+
+
+class _LinearFusion:
+    """A stand-in for the exported model, with known answers: with words t, the score is
+    t + k * a for a voice a (a alone scores a); the voice's BA percentile is 0.5 (outside
+    training) when a > 5, else 50."""
+
+    def __init__(self, k: float):
+        self.k = k
+
+    def predict(self, samples):
+        t = np.array([float(s.text) if s.text else np.nan for s in samples])
+        a = np.array([s.features["audio"][0, 0] if len(s.features["audio"]) else np.nan for s in samples])
+        words, voice = ~np.isnan(t), ~np.isnan(a)
+        text_part, voice_part = np.where(words, t, 0.0), np.where(voice, a, 0.0)
+        voice_part = np.where(words, self.k * voice_part, voice_part)
+        return {"score": text_part + voice_part, "shapley_text": text_part, "shapley_audio": voice_part,
+                "shapley_visual": np.zeros(len(samples)),
+                "ba_text_audio_percentile": np.where(voice & (voice_part > 5 * np.where(words, self.k, 1.0)), 0.5, 50.0),
+                "cpc_audio_percentile": np.full(len(samples), 50.0)}
+
+
+def test_swapped_voices_measure_the_known_pass_through_and_the_diagnostics_verdict():
+    from export.ship.reliability import unusual_voice_metrics
+
+    tuples = [{"text": str(t), "label": 0.0, "face": {"features": np.zeros((0, 8), np.float32)}} for t in (1.0, -2.0, 3.0, 0.5)]
+    voice = lambda v: np.full((3, 4), v, np.float32)  # noqa: E731
+    pools = {"quiet": [voice(1.0), voice(-1.0)], "loud": [voice(10.0)], "none found": [voice(2.0), np.zeros((0, 4), np.float32)]}
+    out = unusual_voice_metrics(_LinearFusion(k=0.25), tuples, pools)
+    for m in out.values():
+        assert m["pass_through"] == pytest.approx(0.25)  # the effect is k times what the voice scores alone
+    assert out["loud"]["mean_abs_effect"] == pytest.approx(2.5) and out["loud"]["voice_alone_mean"] == pytest.approx(10.0)
+    assert out["loud"]["outside_share"] == 1.0 and out["quiet"]["outside_share"] == 0.0
+    assert out["quiet"]["voice_share_outside"] is None and out["loud"]["voice_share_inside"] is None
+    # Shares: |0.25 a| / (|t| + |0.25 a|) over the tuples, with a = 10 for every tuple.
+    assert out["loud"]["voice_share"] == pytest.approx(np.mean([2.5 / (abs(t) + 2.5) for t in (1.0, 2.0, 3.0, 0.5)]))
+    assert out["none found"]["voices"] == 1 and out["none found"]["voice_alone_mean_abs"] == pytest.approx(2.0)
+
+
+def test_neutral_voices_keep_their_speakers_split_and_play_ravdess_backwards(tmp_path):
+    import csv
+
+    import soundfile
+
+    from export.ship.corpora import BACKWARDS_EVERY, neutral_voice_corpus
+    from model.features.frontend import mono_16k
+    from tests.conftest import DATA
+
+    class Recorder:
+        """A front end that keeps what it hears and gives one feature row per second."""
+        def __init__(self):
+            self.heard = []
+
+        def audio_features(self, signal, rate=16000):
+            self.heard.append(signal)
+            return np.ones((len(signal) // rate, 4), np.float32), {"voiced_share": 1.0}
+
+    rows = list(csv.DictReader(open(DATA / "ravdess" / "metadata.csv", newline="")))
+    clean = {s: [{"file": r["file"], "split": s} for r in rows if r["split"] == s][: 2 * BACKWARDS_EVERY]
+             for s in ("train", "valid", "test")}
+    heard = Recorder()
+    backwards = neutral_voice_corpus("backwards", DATA, heard, tmp_path / "b.npz", clean)
+    assert {s: len(v) for s, v in backwards.items()} == {"train": 2, "valid": 2, "test": 2}
+    first = mono_16k(*soundfile.read(DATA / "ravdess" / clean["train"][0]["file"], dtype="float32"))
+    np.testing.assert_array_equal(heard.heard[0], first[::-1])
+    assert all(v["valence"] == 0.0 and v["voice_found"] for pool in backwards.values() for v in pool)
+
+    foreign = neutral_voice_corpus("other_languages", DATA, Recorder(), tmp_path / "f.npz", clean, per_split=1)
+    meta = {r["file"]: r["split"] for r in csv.DictReader(open(DATA / "speech" / "foreign" / "metadata.csv", newline=""))}
+    assert all(len(v) == 1 and v[0]["split"] == s == meta[v[0]["file"]] for s, v in foreign.items())
+    with pytest.raises(ValueError, match="unknown neutral voices"):
+        neutral_voice_corpus("music", DATA, Recorder(), tmp_path / "m.npz", clean)

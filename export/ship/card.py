@@ -11,7 +11,7 @@ from model.data.targets import CLEAR_TEXT
 from model.metrics import OUTSIDE_PERCENTILE
 
 from ..artifacts import MANIFEST, write_manifest
-from .corpora import FACE_VALENCE, STRONG, VOICE_VALENCE
+from .corpora import BACKWARDS_EVERY, FACE_VALENCE, STRONG, VOICE_VALENCE
 from .tuples import BIN_EDGES
 
 TEMPLATE = Path(__file__).with_name("MODEL_CARD.template.md")
@@ -71,6 +71,36 @@ def _neutral_rows(by_split: dict | None) -> str:
                      f"{100 * m['above_half']:.0f} % |" for split, m in by_split.items() if split in ("valid", "test"))
 
 
+def _swapped_rows(pools: dict | None) -> str:
+    """| voices | n | outside training | voice's share (outside / inside) | effect | alone | pass-through |"""
+    if not pools:
+        return "| not measured for this build | | | | | | |"
+    return "\n".join(
+        f"| {name} | {m['voices']} | {_percent(m['outside_share'])} | {_percent(m['voice_share'])} "
+        f"({_percent(m['voice_share_outside'])} / {_percent(m['voice_share_inside'])}) | {m['mean_abs_effect']:.3f} | "
+        f"{m['voice_alone_mean']:+.2f} / {m['voice_alone_mean_abs']:.2f} | {m['pass_through']:.2f} |"
+        for name, m in pools.items())
+
+
+# The card's words for each kind of voice a build may add at valence 0 (corpora.NEUTRAL_VOICES).
+NEUTRAL_VOICE_ROWS = {
+    "other_languages": ("plain speech in other languages, {n} clips (`shared/data/speech/foreign`)",
+                        "by speaker: {split}", "CC0, CC BY(-SA) and others (see its README); no recording ships"),
+    "backwards": (f"one in {BACKWARDS_EVERY} RAVDESS clips played backwards, {{n}} clips", "RAVDESS's actor splits: {split}",
+                  "as RAVDESS"),
+}
+
+
+def _neutral_voice_rows(sources: dict) -> str:
+    rows = []
+    for kind, (corpus, split, terms) in NEUTRAL_VOICE_ROWS.items():
+        if kind in sources:
+            counts = sources[kind]
+            fill = {"n": sum(counts.values()), "split": " / ".join(str(counts[s]) for s in ("train", "valid", "test"))}
+            rows.append(f"| voice | {corpus.format(**fill)} | {split.format(**fill)} | {terms} |\n")
+    return "".join(rows)
+
+
 def model_card(report: dict, model_dir: Path) -> str:
     u, r, d = report["unimodal"], report["recipe"], report["data"]
     spec = json.loads((Path(model_dir) / "feature_spec.json").read_text())
@@ -85,6 +115,9 @@ def model_card(report: dict, model_dir: Path) -> str:
     shipped_variant = next(iter(json.loads((Path(model_dir) / "manifest.json").read_text())["variants"]))
     fields = {
         "plain_clips": sum(d["voice_sources"]["plain_speech"].values()),
+        "neutral_voice_rows": _neutral_voice_rows(d["voice_sources"]),
+        "neutral_voice_labels": "".join(f"; {kind.replace('_', ' ')}: 0" for kind in NEUTRAL_VOICE_ROWS
+                                        if kind in d["voice_sources"]),
         "plain_split": " / ".join(str(d["voice_sources"]["plain_speech"][s]) for s in ("train", "valid", "test")),
         "voice_counts": " / ".join(str(d["voices"][s]) for s in ("train", "valid", "test")),
         "reader_data": _reader_data(r["text_reader_mosi_copies"], r["text_reader_corpora"]),
@@ -104,6 +137,7 @@ def model_card(report: dict, model_dir: Path) -> str:
         "familiarity_rows": "\n".join(f"| {name} training | {m['n']} | {_percent(m['voice_share'])} | "
                                       f"{_mae(m.get('mae_with_voice'))} | {_mae(m.get('mae_without_voice'))} |"
                                       for name, m in report["voice_share_by_familiarity"].items()),
+        "swapped_rows": _swapped_rows(report.get("swapped_voices")),
         "text_encoder": text_encoder_name(model_dir),
         "whisper": spec["audio"]["whisper_model"], "audio_rate": spec["audio"]["rate_hz"], "audio_dim": spec["audio"]["dim"],
         "strong": STRONG,

@@ -102,6 +102,48 @@ def plain_speech_corpus(data_root: Path, frontend, cache: Path, per_split: int =
     return by_split(*load_ragged(cache))
 
 
+# Voices at valence 0 that a build may add beside RAVDESS and plain English (ShipConfig.neutral_voices).
+NEUTRAL_VOICES = ("other_languages", "backwards")
+# One RAVDESS clip in this many is played backwards: about as many voices as the plain speech,
+# so that they do not crowd the neutral valence bin.
+BACKWARDS_EVERY = 4
+
+
+def neutral_voice_corpus(kind: str, data_root: Path, frontend, cache: Path, clean: dict[str, list[dict]],
+                         per_split: int = 0) -> dict[str, list[dict]]:
+    """Voices whose sentiment the model should not trust, at valence 0:
+    - "other_languages": real plain speech in other languages (shared/data/speech/foreign), by
+      its speaker split;
+    - "backwards": one in BACKWARDS_EVERY RAVDESS clips of `clean` played backwards (its actor
+      split): the voice quality of acted emotion with none of the speech."""
+    import soundfile
+
+    from model.features.decode import decode
+
+    if kind not in NEUTRAL_VOICES:
+        raise ValueError(f"unknown neutral voices {kind!r}: choose from {NEUTRAL_VOICES}")
+    if not cache.is_file():
+        if kind == "other_languages":
+            folder = data_root / "speech" / "foreign"
+            rows = list(csv.DictReader(open(folder / "metadata.csv", newline="", encoding="utf-8")))
+            if per_split:
+                rows = [r for s in SPLITS for r in spread([r for r in rows if r["split"] == s], per_split)]
+            items = [(row["file"], row["split"], lambda row=row: decode(folder / row["file"], want_video=False).audio)
+                     for row in rows]
+        else:
+            items = [(v["file"], v["split"], lambda v=v: mono_16k(*soundfile.read(data_root / "ravdess" / v["file"],
+                                                                                 dtype="float32"))[::-1].copy())
+                     for s in SPLITS for v in clean[s][::BACKWARDS_EVERY]]
+        feats, meta = [], []
+        for file, split, load in tqdm(items, desc=f"{kind} voices"):
+            x, quality = frontend.audio_features(load())
+            feats.append(x)
+            meta.append({"id": f"{kind}:{file}", "file": file, "split": split, "emotion": kind, "valence": 0.0,
+                         "voice_found": bool(len(x)), "voiced_share": quality.get("voiced_share", 0.0)})
+        save_ragged(cache, feats, meta)
+    return by_split(*load_ragged(cache))
+
+
 def face_clip(face: np.ndarray, scale: int, frames: int, rng: np.random.Generator) -> list[np.ndarray]:
     """A 48x48 grey face as a short RGB clip: upscaled, framed, jittered per frame
     (shift, brightness), so the visual path sees what a webcam would give it."""

@@ -9,11 +9,13 @@ import numpy as np
 
 from model.config import MODALITIES
 from model.data import Sample
-from model.features import AUDIO_DIM, VISUAL_DIM, FrontEnd, FrontEndConfig
-from model.metrics import OUTSIDE_PERCENTILE, sentiment_metrics
+from model.features import FrontEnd, FrontEndConfig
+from model.metrics import sentiment_metrics
 
 from ..artifacts import MANIFEST
 from ..runtime import OnnxModel
+from ..samples import clip_sample
+from .reliability import unusual_voice_metrics, unusual_voice_pools, voice_share_by_familiarity
 
 # int8 or fp16 ships only if text alone loses at most this much MAE against fp32.
 VARIANT_MAE_TOLERANCE = 0.01
@@ -31,13 +33,6 @@ def unimodal_metrics(runtime, samples: list[Sample]) -> dict[str, float]:
     return {"n": len(samples), "mae": m["mae"], "corr": m["corr"], "polarity_acc": polarity_accuracy(pred, target)}
 
 
-def _sample(text: str = "", label: float = 0.0, audio=None, visual=None) -> Sample:
-    """A clip with the given modalities; the others absent (zero-length streams)."""
-    audio = np.zeros((0, AUDIO_DIM), np.float32) if audio is None else audio
-    visual = np.zeros((0, VISUAL_DIM), np.float32) if visual is None else visual
-    return Sample("", text, label, {"audio": audio, "visual": visual})
-
-
 def evaluate_shipped(model_dir: Path, texts, voices, faces, test_tuples, rng, data_root: Path,
                      voice_sources: dict[str, dict[str, list[dict]]], face_clip_shape: tuple[int, int],
                      per_split: int = 0) -> dict:
@@ -49,25 +44,31 @@ def evaluate_shipped(model_dir: Path, texts, voices, faces, test_tuples, rng, da
     - the test tuples, all of them and split into agreeing and disagreeing ones;
     - face + voice with no text, against the tuple's non-verbal valence;
     - each modality's mean |Shapley value| on the test tuples, beside its reliability;
+    - whether the fusion leans less on unusual voices (reliability.py);
     - held-out RAVDESS clips through the app's whole path (file -> front end -> ONNX);
     - the MI diagnostics on agreeing vs disagreeing versions of the same tuples."""
     runtime = OnnxModel(model_dir, providers=["CPUExecutionProvider"])
     report = {"unimodal": {
-        "text_mosi_test": unimodal_metrics(runtime, [_sample(t, y) for src, t, y in texts["test"] if src == "mosi"]),
-        "text_sst_test": unimodal_metrics(runtime, [_sample(t, y) for src, t, y in texts["test"] if src == "sst"]),
-        "audio_ravdess_test": unimodal_metrics(runtime, [_sample(label=v["valence"], audio=v["features"])
+        "text_mosi_test": unimodal_metrics(runtime, [clip_sample(t, y) for src, t, y in texts["test"] if src == "mosi"]),
+        "text_sst_test": unimodal_metrics(runtime, [clip_sample(t, y) for src, t, y in texts["test"] if src == "sst"]),
+        "audio_ravdess_test": unimodal_metrics(runtime, [clip_sample(label=v["valence"], audio=v["features"])
                                                          for v in voice_sources["clean"]["test"] if v["voice_found"]]),
-        "visual_fer_test": unimodal_metrics(runtime, [_sample(label=f["valence"], visual=f["features"])
+        "visual_fer_test": unimodal_metrics(runtime, [clip_sample(label=f["valence"], visual=f["features"])
                                                       for f in faces["test"] if f["face_found"]]),
         "audio_ravdess_conditioned_test": unimodal_metrics(runtime, [
-            _sample(label=v["valence"], audio=v["features"]) for v in voice_sources["conditioned"]["test"] if v["voice_found"]]),
+            clip_sample(label=v["valence"], audio=v["features"]) for v in voice_sources["conditioned"]["test"] if v["voice_found"]]),
     }}
     report["plain_speech_voice_alone"] = {
-        split: neutral_metrics(runtime, [_sample(audio=v["features"]) for v in voice_sources["plain"][split] if v["voice_found"]])
+        split: neutral_metrics(runtime, [clip_sample(audio=v["features"]) for v in voice_sources["plain"][split] if v["voice_found"]])
         for split in ("valid", "test")}
     report["neutral_face_alone"] = neutral_face_metrics(runtime, data_root, face_clip_shape, per_split)
     report["transcript_gate_test"] = gate_metrics(data_root, per_split)
     report.update(tuple_metrics(runtime, test_tuples))
+    ordinary = {"RAVDESS test": [v["features"] for v in voice_sources["clean"]["test"]],
+                "RAVDESS test, training conditions": [v["features"] for v in voice_sources["conditioned"]["test"]],
+                "plain English, test speakers": [v["features"] for v in voice_sources["plain"]["test"]]}
+    unusual = unusual_voice_pools(FrontEnd(), data_root, voice_sources["clean"]["test"], per_split)
+    report["swapped_voices"] = unusual_voice_metrics(runtime, test_tuples, {**ordinary, **unusual})
     report["clip_path_ravdess_test"] = clip_path_metrics(runtime, data_root, voice_sources["clean"]["test"])
     report["mi_agree_vs_disagree"] = mi_agree_vs_disagree(runtime, test_tuples, voices["test"], faces["test"], rng)
     return report
@@ -97,7 +98,7 @@ def neutral_face_metrics(runtime, data_root: Path, face_clip_shape: tuple[int, i
         faces = spread(list(faces), per_split) if per_split else faces
         feats = [frontend.visual_features(face_clip(fer["x"][i], *face_clip_shape, rng))[0]
                  for i in faces]
-        out[split] = neutral_metrics(runtime, [_sample(visual=x) for x in feats if len(x)])
+        out[split] = neutral_metrics(runtime, [clip_sample(visual=x) for x in feats if len(x)])
         out[split]["faces"] = len(faces)
     return out
 
@@ -116,7 +117,7 @@ def compare_variants(model_dir: Path, texts, variants: tuple[str, ...], latency_
     """Every graph built, on text alone (MOSI and SST test, where the words are all there is),
     and its latency per sentence at batch 1 on one thread. A reduced graph ships only within
     VARIANT_MAE_TOLERANCE of fp32 on both; otherwise this raises."""
-    samples = {c: [_sample(t, y) for src, t, y in texts["test"] if src == c] for c in ("mosi", "sst")}
+    samples = {c: [clip_sample(t, y) for src, t, y in texts["test"] if src == c] for c in ("mosi", "sst")}
     out = {}
     for variant in json.loads((Path(model_dir) / MANIFEST).read_text())["variants"]:
         runtime = OnnxModel(model_dir, variant, providers=["CPUExecutionProvider"])
@@ -141,12 +142,12 @@ def compare_variants(model_dir: Path, texts, variants: tuple[str, ...], latency_
 def tuple_metrics(runtime, test_tuples: list[dict]) -> dict:
     """The test tuples against their words-first targets (all, agreeing, disagreeing), face +
     voice without the words, and each modality's mean |Shapley value|."""
-    tuples = [_sample(t["text"], t["label"], t["voice"]["features"], t["face"]["features"]) for t in test_tuples]
+    tuples = [clip_sample(t["text"], t["label"], t["voice"]["features"], t["face"]["features"]) for t in test_tuples]
     agree = np.array([t["agree"] for t in test_tuples])
     outputs = runtime.predict(tuples)
-    without_voice = runtime.predict([_sample(t["text"], t["label"], None, t["face"]["features"]) for t in test_tuples])["score"]
+    without_voice = runtime.predict([clip_sample(t["text"], t["label"], None, t["face"]["features"]) for t in test_tuples])["score"]
     labels = np.array([s.label for s in tuples])
-    nonverbal = [_sample("", (t["voice"]["valence"] + t["face"]["valence"]) / 2, t["voice"]["features"], t["face"]["features"])
+    nonverbal = [clip_sample("", (t["voice"]["valence"] + t["face"]["valence"]) / 2, t["voice"]["features"], t["face"]["features"])
                  for t in test_tuples]
     return {
         "tuples_test": sentiment_metrics(outputs["score"], labels),
@@ -157,25 +158,6 @@ def tuple_metrics(runtime, test_tuples: list[dict]) -> dict:
         "mean_abs_shapley_disagreeing": {m: float(np.abs(outputs[f"shapley_{m}"][~agree]).mean()) for m in MODALITIES},
         "voice_share_by_familiarity": voice_share_by_familiarity(outputs, without_voice, labels),
     }
-
-
-def voice_share_by_familiarity(outputs: dict[str, np.ndarray], without_voice: np.ndarray, labels: np.ndarray,
-                               below: float = OUTSIDE_PERCENTILE) -> dict:
-    """On tuples whose voice is outside training (its BA text->audio or CPC percentile under
-    `below`) and on the rest: the voice's share of the |Shapley| total (a fusion that trusts an
-    unusual voice less gives it a smaller share), and the MAE with the voice and without it
-    (whether trusting it less would have helped)."""
-    share = np.abs(outputs["shapley_audio"]) / np.maximum(sum(np.abs(outputs[f"shapley_{m}"]) for m in MODALITIES), 1e-9)
-    outside = (outputs["ba_text_audio_percentile"] < below) | (outputs["cpc_audio_percentile"] < below)
-
-    def group(rows):
-        if not rows.any():
-            return {"n": 0, "voice_share": None, "mae_with_voice": None, "mae_without_voice": None}
-        return {"n": int(rows.sum()), "voice_share": float(share[rows].mean()),
-                "mae_with_voice": float(np.abs(outputs["score"][rows] - labels[rows]).mean()),
-                "mae_without_voice": float(np.abs(without_voice[rows] - labels[rows]).mean())}
-
-    return {"outside": group(outside), "inside": group(~outside)}
 
 
 def mi_agree_vs_disagree(runtime, test_tuples: list[dict], voices: list[dict], faces: list[dict], rng) -> dict:
@@ -194,8 +176,8 @@ def mi_agree_vs_disagree(runtime, test_tuples: list[dict], voices: list[dict], f
              and candidates(voices, t["text_label"]) and candidates(faces, t["text_label"])]
     if len(polar) < 2:
         return {"n_pairs": len(polar)}
-    agreeing = [_sample(t["text"], t["text_label"], t["voice"]["features"], t["face"]["features"]) for t in polar]
-    clashing = [_sample(s.text, s.label, opposite(voices, s.label), opposite(faces, s.label)) for s in agreeing]
+    agreeing = [clip_sample(t["text"], t["text_label"], t["voice"]["features"], t["face"]["features"]) for t in polar]
+    clashing = [clip_sample(s.text, s.label, opposite(voices, s.label), opposite(faces, s.label)) for s in agreeing]
     o_agree, o_clash = runtime.predict(agreeing), runtime.predict(clashing)
     diagnostics = {}
     for name in runtime.output_names:

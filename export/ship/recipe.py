@@ -31,7 +31,7 @@ import argparse
 import json
 import logging
 import shutil
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from datetime import date
 from pathlib import Path
 
@@ -48,7 +48,8 @@ from model.train import train
 from ..artifacts import MANIFEST
 from ..build import build_model_folder, keep_variants
 from .card import write_report
-from .corpora import conditioned_voice_corpus, face_corpus, plain_speech_corpus, text_corpus, voice_corpus
+from .corpora import (conditioned_voice_corpus, face_corpus, neutral_voice_corpus, plain_speech_corpus, text_corpus,
+                      voice_corpus)
 from .evaluate import compare_variants, evaluate_shipped
 from .tuples import match_tuples, write_dataset
 
@@ -85,6 +86,9 @@ class ShipConfig:
     modality_dropout: float = 0.4
     unimodal_weight: float = 0.5
     target_rule: str = "words_first"
+    # Voices at valence 0 added beside RAVDESS and plain English (corpora.NEUTRAL_VOICES):
+    # "other_languages", "backwards".
+    neutral_voices: tuple[str, ...] = ()
     # The voice encoder also projects the mean of the Whisper frames (model/encoders.py).
     mean_pool: tuple[str, ...] = ("audio",)
     text_encoder: str = "mpnet"  # model.text_models: "" (MiniLM), "mpnet", or a local directory
@@ -114,11 +118,13 @@ class Corpora:
     plain: dict        # real plain English speech
     faces: dict
     tuples: dict       # matched (text, voice, face) per split
+    neutral: dict = field(default_factory=dict)  # kind -> voices at valence 0 (ShipConfig.neutral_voices)
 
     @property
     def voices(self) -> dict:
-        """The three voice corpora together, per split."""
-        return {s: self.clean[s] + self.conditioned[s] + self.plain[s] for s in SPLITS}
+        """Every voice corpus together, per split."""
+        return {s: self.clean[s] + self.conditioned[s] + self.plain[s] + [v for pool in self.neutral.values() for v in pool[s]]
+                for s in SPLITS}
 
     @property
     def detected(self) -> dict:
@@ -135,7 +141,9 @@ def build_corpora(cfg: ShipConfig, root: Path, work: Path, frontend) -> Corpora:
     conditioned = conditioned_voice_corpus(root, frontend, work / f"ravdess_conditioned_features{suffix}.npz", clean, cfg.seed)
     plain = plain_speech_corpus(root, frontend, work / f"plain_speech_features{suffix}.npz", cfg.voices_per_split)
     faces = face_corpus(cfg, root, frontend, work / "fer_features.npz")
-    corpora = Corpora(texts, clean, conditioned, plain, faces, {})
+    neutral = {kind: neutral_voice_corpus(kind, root, frontend, work / f"{kind}_features{suffix}.npz", clean, cfg.voices_per_split)
+               for kind in cfg.neutral_voices}
+    corpora = Corpora(texts, clean, conditioned, plain, faces, {}, neutral)
     log.info("faces found by the detector: %s", corpora.detected)
     rng = np.random.default_rng(cfg.seed)
     counts = {"train": cfg.tuples_train, "valid": cfg.tuples_valid, "test": cfg.tuples_test}
@@ -157,7 +165,7 @@ def evaluate(cfg: ShipConfig, c: Corpora, root: Path, out: Path) -> dict:
         "voices": {s: len(v) for s, v in c.voices.items()},
         "voice_sources": {name: {s: len(v) for s, v in pool.items()}
                           for name, pool in (("ravdess", c.clean), ("ravdess_conditioned", c.conditioned),
-                                             ("plain_speech", c.plain))},
+                                             ("plain_speech", c.plain), *c.neutral.items())},
         "faces": {s: len(f) for s, f in c.faces.items()},
     }
     return report

@@ -27,7 +27,8 @@ from ..quantize import CALIBRATION_CLIPS, quantize_int8, weight_only_to_fp32
 from ..runtime import OnnxModel, ServedModel
 from .card import write_report
 from .corpora import text_corpus
-from .evaluate import _sample, compare_variants, unimodal_metrics
+from ..samples import clip_sample
+from .evaluate import compare_variants, unimodal_metrics
 
 log = logging.getLogger("mmim.requantize")
 
@@ -47,7 +48,7 @@ def requantize(folder: Path, data_root: Path) -> dict:
 
     texts = text_corpus(data_root)
     served = ServedModel(folder)  # the folder's tokenizer and collate, without a session
-    calibration = [served.collate([_sample(t, y)]) for _, t, y in spread(texts["train"], CALIBRATION_CLIPS)]
+    calibration = [served.collate([clip_sample(t, y)]) for _, t, y in spread(texts["train"], CALIBRATION_CLIPS)]
     quantize_int8(fp32, int8, calibration)
     write_manifest(folder, **fields, variants={"fp32": fp32.name, "int8": int8.name})
     check = compare_variants(folder, texts, ("fp32", "int8"))  # raises beyond the tolerance
@@ -64,7 +65,7 @@ def requantize(folder: Path, data_root: Path) -> dict:
     }
     runtime = OnnxModel(folder, providers=["CPUExecutionProvider"])
     for corpus in ("mosi", "sst"):
-        samples = [_sample(t, y) for src, t, y in texts["test"] if src == corpus]
+        samples = [clip_sample(t, y) for src, t, y in texts["test"] if src == corpus]
         metrics["unimodal"][f"text_{corpus}_test"] = unimodal_metrics(runtime, samples)
     write_report(folder, metrics)
     log.info("requantized %s: %s", folder, json.dumps(check))
