@@ -35,7 +35,7 @@ def unimodal_metrics(runtime, samples: list[Sample]) -> dict[str, float]:
 
 def evaluate_shipped(model_dir: Path, texts, voices, faces, test_tuples, rng, data_root: Path,
                      voice_sources: dict[str, dict[str, list[dict]]], face_clip_shape: tuple[int, int],
-                     per_split: int = 0) -> dict:
+                     per_split: int = 0, threads: int = 0) -> dict:
     """Through ONNX Runtime, on held-out data only:
     - each modality alone, on its corpus's held-out split; the voice also on RAVDESS under
       real recording conditions, and on real plain speech (where it should stay near 0); the
@@ -47,7 +47,7 @@ def evaluate_shipped(model_dir: Path, texts, voices, faces, test_tuples, rng, da
     - whether the fusion leans less on unusual voices (reliability.py);
     - held-out RAVDESS clips through the app's whole path (file -> front end -> ONNX);
     - the MI diagnostics on agreeing vs disagreeing versions of the same tuples."""
-    runtime = OnnxModel(model_dir, providers=["CPUExecutionProvider"])
+    runtime = OnnxModel(model_dir, providers=["CPUExecutionProvider"], threads=threads)
     report = {"unimodal": {
         "text_mosi_test": unimodal_metrics(runtime, [clip_sample(t, y) for src, t, y in texts["test"] if src == "mosi"]),
         "text_sst_test": unimodal_metrics(runtime, [clip_sample(t, y) for src, t, y in texts["test"] if src == "sst"]),
@@ -113,14 +113,15 @@ def gate_metrics(data_root: Path, per_split: int = 0) -> dict:
     return rates(rows, GateConfig())["test"]
 
 
-def compare_variants(model_dir: Path, texts, variants: tuple[str, ...], latency_sentences: int = 100) -> dict:
+def compare_variants(model_dir: Path, texts, variants: tuple[str, ...], latency_sentences: int = 100,
+                     threads: int = 0) -> dict:
     """Every graph built, on text alone (MOSI and SST test, where the words are all there is),
     and its latency per sentence at batch 1 on one thread. A reduced graph ships only within
     VARIANT_MAE_TOLERANCE of fp32 on both; otherwise this raises."""
     samples = {c: [clip_sample(t, y) for src, t, y in texts["test"] if src == c] for c in ("mosi", "sst")}
     out = {}
     for variant in json.loads((Path(model_dir) / MANIFEST).read_text())["variants"]:
-        runtime = OnnxModel(model_dir, variant, providers=["CPUExecutionProvider"])
+        runtime = OnnxModel(model_dir, variant, providers=["CPUExecutionProvider"], threads=threads)
         out[variant] = {f"text_{c}_test_mae": unimodal_metrics(runtime, s)["mae"] for c, s in samples.items()}
         runtime = OnnxModel(model_dir, variant, providers=["CPUExecutionProvider"], threads=1)
         times = []

@@ -93,8 +93,9 @@ class ShipConfig:
     mean_pool: tuple[str, ...] = ("audio",)
     text_encoder: str = "mpnet"  # model.text_models: "" (MiniLM), "mpnet", or a local directory
     # The text reader: epochs of text-only training before the fusion (0: the encoder trains
-    # with the fusion instead), its frozen lower layers, MOSI's weight against SST, and a
-    # row limit per split for smoke runs.
+    # with the fusion instead), its frozen lower layers (with 0 epochs, those of the encoder
+    # in the fusion: all of them reads the stock encoder unchanged), MOSI's weight against SST,
+    # and a row limit per split for smoke runs.
     text_reader_epochs: int = 3
     text_reader_frozen_layers: int = 8
     text_reader_corpora: tuple[str, ...] = ("sst",)  # besides MOSI (model/pretrain_text.py)
@@ -157,7 +158,7 @@ def evaluate(cfg: ShipConfig, c: Corpora, root: Path, out: Path) -> dict:
     """Every held-out evaluation of the folder at out, and what it was built from."""
     report = evaluate_shipped(out, c.texts, c.voices, c.faces, c.tuples["test"], np.random.default_rng(cfg.seed + 1), root,
                               {"clean": c.clean, "conditioned": c.conditioned, "plain": c.plain},
-                              (cfg.face_scale, cfg.face_frames), cfg.voices_per_split)
+                              (cfg.face_scale, cfg.face_frames), cfg.voices_per_split, cfg.num_threads)
     report["face_detection_rate"] = c.detected
     report["data"] = {
         "tuples": {s: len(t) for s, t in c.tuples.items()},
@@ -194,7 +195,7 @@ def ship(cfg: ShipConfig) -> dict:
     if out.exists():
         shutil.rmtree(out)
     build_model_folder(run_dir, out, variants=tuple(v for v in cfg.variants if v != "fp32"))
-    variant_check = compare_variants(out, corpora.texts, cfg.variants)
+    variant_check = compare_variants(out, corpora.texts, cfg.variants, threads=cfg.num_threads)
     keep_variants(out, cfg.variants, variant_check=variant_check)
     report = evaluate(cfg, corpora, root, out)
     report["variants"] = json.loads((out / MANIFEST).read_text())["variant_check"]
@@ -238,9 +239,10 @@ def reevaluate(cfg: ShipConfig, root: Path, work: Path) -> dict:
 
 def text_reader(cfg: ShipConfig, root: Path, work: Path) -> tuple[str, int]:
     """(text encoder for the fusion, its frozen layers): the reader trained on text alone, all
-    of it frozen; or, with text_reader_epochs 0, cfg.text_encoder to train with the fusion."""
+    of it frozen; or, with text_reader_epochs 0, cfg.text_encoder to train with the fusion
+    above its lower text_reader_frozen_layers."""
     if not cfg.text_reader_epochs:
-        return cfg.text_encoder, 0
+        return cfg.text_encoder, cfg.text_reader_frozen_layers
     folder = work / "text_reader"
     if not (folder / "pretrain_metrics.json").is_file():  # written last: the reader is complete
         pretrain(PretrainConfig(
