@@ -327,12 +327,13 @@ class _LinearFusion:
 
 
 def test_swapped_voices_measure_the_known_pass_through_and_the_diagnostics_verdict():
-    from export.ship.reliability import unusual_voice_metrics
+    from export.ship.reliability import scores_without_voice, unusual_voice_metrics
 
     tuples = [{"text": str(t), "label": 0.0, "face": {"features": np.zeros((0, 8), np.float32)}} for t in (1.0, -2.0, 3.0, 0.5)]
     voice = lambda v: np.full((3, 4), v, np.float32)  # noqa: E731
     pools = {"quiet": [voice(1.0), voice(-1.0)], "loud": [voice(10.0)], "none found": [voice(2.0), np.zeros((0, 4), np.float32)]}
-    out = unusual_voice_metrics(_LinearFusion(k=0.25), tuples, pools)
+    model = _LinearFusion(k=0.25)
+    out = unusual_voice_metrics(model, tuples, pools, scores_without_voice(model, tuples))
     for m in out.values():
         assert m["pass_through"] == pytest.approx(0.25)  # the effect is k times what the voice scores alone
     assert out["loud"]["mean_abs_effect"] == pytest.approx(2.5) and out["loud"]["voice_alone_mean"] == pytest.approx(10.0)

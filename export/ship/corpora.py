@@ -29,6 +29,13 @@ FACE_VALENCE = {
     "sad": -1.5, "fear": -1.2, "disgust": -1.8, "angry": -2.0,
 }
 
+def ravdess_16k(data_root: Path, file: str) -> np.ndarray:
+    """A RAVDESS clip as 16 kHz mono float32."""
+    import soundfile
+
+    return mono_16k(*soundfile.read(data_root / "ravdess" / file, dtype="float32"))
+
+
 def text_corpus(data_root: Path) -> dict[str, list[tuple[str, str, float]]]:
     """(source, text, label) per split: MOSI standard folds and SST sentences."""
     out = {s: [] for s in SPLITS}
@@ -66,14 +73,11 @@ def conditioned_voice_corpus(data_root: Path, frontend, cache: Path, clean: dict
     """One copy of every RAVDESS clip in `clean` under a random chain of real recording
     conditions (model/data/audio_conditions.py), with the clean clip's valence; the chain is
     kept in `conditions`. Test copies are for evaluation only."""
-    import soundfile
-
     if not cache.is_file():
         rng = np.random.default_rng(seed)
         feats, meta = [], []
         for v in tqdm([v for s in SPLITS for v in clean[s]], desc="RAVDESS under real conditions"):
-            signal, rate = soundfile.read(data_root / "ravdess" / v["file"], dtype="float32")
-            signal, names = random_conditions(mono_16k(signal, rate), rng)
+            signal, names = random_conditions(ravdess_16k(data_root, v["file"]), rng)
             x, quality = frontend.audio_features(signal)
             feats.append(x)
             meta.append({**{k: w for k, w in v.items() if k != "features"}, "id": v["id"] + "+" + "+".join(names),
@@ -116,8 +120,6 @@ def neutral_voice_corpus(kind: str, data_root: Path, frontend, cache: Path, clea
       its speaker split;
     - "backwards": one in BACKWARDS_EVERY RAVDESS clips of `clean` played backwards (its actor
       split): the voice quality of acted emotion with none of the speech."""
-    import soundfile
-
     from model.features.decode import decode
 
     if kind not in NEUTRAL_VOICES:
@@ -131,8 +133,7 @@ def neutral_voice_corpus(kind: str, data_root: Path, frontend, cache: Path, clea
             items = [(row["file"], row["split"], lambda row=row: decode(folder / row["file"], want_video=False).audio)
                      for row in rows]
         else:
-            items = [(v["file"], v["split"], lambda v=v: mono_16k(*soundfile.read(data_root / "ravdess" / v["file"],
-                                                                                 dtype="float32"))[::-1].copy())
+            items = [(v["file"], v["split"], lambda v=v: ravdess_16k(data_root, v["file"])[::-1].copy())
                      for s in SPLITS for v in clean[s][::BACKWARDS_EVERY]]
         feats, meta = [], []
         for file, split, load in tqdm(items, desc=f"{kind} voices"):

@@ -15,7 +15,7 @@ from model.metrics import sentiment_metrics
 from ..artifacts import MANIFEST
 from ..runtime import OnnxModel
 from ..samples import clip_sample
-from .reliability import unusual_voice_metrics, unusual_voice_pools, voice_share_by_familiarity
+from .reliability import scores_without_voice, unusual_voice_metrics, unusual_voice_pools, voice_share_by_familiarity
 
 # int8 or fp16 ships only if text alone loses at most this much MAE against fp32.
 VARIANT_MAE_TOLERANCE = 0.01
@@ -63,12 +63,13 @@ def evaluate_shipped(model_dir: Path, texts, voices, faces, test_tuples, rng, da
         for split in ("valid", "test")}
     report["neutral_face_alone"] = neutral_face_metrics(runtime, data_root, face_clip_shape, per_split)
     report["transcript_gate_test"] = gate_metrics(data_root, per_split)
-    report.update(tuple_metrics(runtime, test_tuples))
+    without_voice = scores_without_voice(runtime, test_tuples)
+    report.update(tuple_metrics(runtime, test_tuples, without_voice))
     ordinary = {"RAVDESS test": [v["features"] for v in voice_sources["clean"]["test"]],
                 "RAVDESS test, training conditions": [v["features"] for v in voice_sources["conditioned"]["test"]],
                 "plain English, test speakers": [v["features"] for v in voice_sources["plain"]["test"]]}
     unusual = unusual_voice_pools(FrontEnd(), data_root, voice_sources["clean"]["test"], per_split)
-    report["swapped_voices"] = unusual_voice_metrics(runtime, test_tuples, {**ordinary, **unusual})
+    report["swapped_voices"] = unusual_voice_metrics(runtime, test_tuples, {**ordinary, **unusual}, without_voice)
     report["clip_path_ravdess_test"] = clip_path_metrics(runtime, data_root, voice_sources["clean"]["test"])
     report["mi_agree_vs_disagree"] = mi_agree_vs_disagree(runtime, test_tuples, voices["test"], faces["test"], rng)
     return report
@@ -140,13 +141,13 @@ def compare_variants(model_dir: Path, texts, variants: tuple[str, ...], latency_
     return out
 
 
-def tuple_metrics(runtime, test_tuples: list[dict]) -> dict:
+def tuple_metrics(runtime, test_tuples: list[dict], without_voice: np.ndarray) -> dict:
     """The test tuples against their words-first targets (all, agreeing, disagreeing), face +
-    voice without the words, and each modality's mean |Shapley value|."""
+    voice without the words, and each modality's mean |Shapley value| (without_voice: the
+    tuples' scores from their words and face alone)."""
     tuples = [clip_sample(t["text"], t["label"], t["voice"]["features"], t["face"]["features"]) for t in test_tuples]
     agree = np.array([t["agree"] for t in test_tuples])
     outputs = runtime.predict(tuples)
-    without_voice = runtime.predict([clip_sample(t["text"], t["label"], None, t["face"]["features"]) for t in test_tuples])["score"]
     labels = np.array([s.label for s in tuples])
     nonverbal = [clip_sample("", (t["voice"]["valence"] + t["face"]["valence"]) / 2, t["voice"]["features"], t["face"]["features"])
                  for t in test_tuples]

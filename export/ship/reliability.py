@@ -90,9 +90,15 @@ def swapped_voice_metrics(runtime, tuples: list[dict], voices: list[np.ndarray],
     }
 
 
-def unusual_voice_metrics(runtime, tuples: list[dict], pools: dict[str, list[np.ndarray]], seed: int = 0) -> dict:
-    """`swapped_voice_metrics` for every pool of voices (features), on the same tuples."""
-    without_voice = runtime.predict([clip_sample(t["text"], t["label"], None, t["face"]["features"]) for t in tuples])["score"]
+def scores_without_voice(runtime, tuples: list[dict]) -> np.ndarray:
+    """Each tuple's score from its words and face alone."""
+    return runtime.predict([clip_sample(t["text"], t["label"], None, t["face"]["features"]) for t in tuples])["score"]
+
+
+def unusual_voice_metrics(runtime, tuples: list[dict], pools: dict[str, list[np.ndarray]], without_voice: np.ndarray,
+                          seed: int = 0) -> dict:
+    """`swapped_voice_metrics` for every pool of voices (features), on the same tuples
+    (without_voice: `scores_without_voice` of them)."""
     empty = float(runtime.predict([clip_sample()])["score"][0])
     return {name: swapped_voice_metrics(runtime, tuples, [x for x in voices if len(x)], without_voice, empty,
                                         np.random.default_rng(seed))
@@ -104,13 +110,12 @@ def unusual_voice_pools(frontend, data_root: Path, clean_test: list[dict], per_s
     real speech in other languages (the valid and test speakers of shared/data/speech/foreign),
     espeak-ng speech, and the held-out RAVDESS clips played backwards or under white noise at
     NOISE_SNR_DB (per_split > 0: that many of each, for smoke builds)."""
-    import soundfile
-
     from model.data.audio_conditions import add_noise
     from model.data.samples import spread
     from model.features.bench.media import speech
     from model.features.decode import decode
-    from model.features.frontend import mono_16k
+
+    from .corpora import ravdess_16k
 
     folder = data_root / "speech" / "foreign"
     rows = [r for r in csv.DictReader(open(folder / "metadata.csv", newline="", encoding="utf-8"))
@@ -118,7 +123,7 @@ def unusual_voice_pools(frontend, data_root: Path, clean_test: list[dict], per_s
     synthetic = [(s, v, p) for s in SYNTHETIC_SENTENCES for v, p in SYNTHETIC_VOICES]
     if per_split:
         rows, synthetic, clean_test = spread(rows, per_split), spread(synthetic, per_split), spread(clean_test, per_split)
-    ravdess = [mono_16k(*soundfile.read(data_root / "ravdess" / v["file"], dtype="float32")) for v in clean_test]
+    ravdess = [ravdess_16k(data_root, v["file"]) for v in clean_test]
     rng = np.random.default_rng(0)
     signals = {
         "other languages (real)": [decode(folder / r["file"], want_video=False).audio for r in rows],

@@ -25,9 +25,9 @@ from ..artifacts import MANIFEST, VARIANT_FILES, write_manifest
 from ..build import keep_variants
 from ..quantize import CALIBRATION_CLIPS, quantize_int8, weight_only_to_fp32
 from ..runtime import OnnxModel, ServedModel
+from ..samples import clip_sample
 from .card import write_report
 from .corpora import text_corpus
-from ..samples import clip_sample
 from .evaluate import compare_variants, unimodal_metrics
 
 log = logging.getLogger("mmim.requantize")
