@@ -120,6 +120,11 @@ def flags(diagnostics: dict[str, dict], quality: dict, text_source: str) -> list
     voiced = quality.get("voiced_share")
     if diagnostics.get("audio", {}).get("present") and isinstance(voiced, (int, float)) and voiced < LOW_VOICED_SHARE:
         out.append(f"only {voiced:.0%} of the audio is voiced speech")
+    for m, d in diagnostics.items():
+        trust = d.get("trust")
+        if d["present"] and isinstance(trust, float) and trust < 1.0:
+            kept = "none" if trust == 0.0 else f"{trust:.0%}"
+            out.append(f"{NAMES[m]} is outside what the model saw in training: the score keeps {kept} of its pull")
     if quality.get("faces_max", 0) and quality.get("faces_max", 0) > 1:
         out.append(f"up to {quality['faces_max']} faces in a frame; the largest one was used")
     if quality.get("text_truncated"):

@@ -180,6 +180,8 @@ class Predictor:
         timings["total"] = round(time.perf_counter() - started, 4)
         return {
             "score": round(score, 6),
+            # The fusion network's own score, before the voice and the face were weighed by trust.
+            "fused_score": _number(out.get("fused_score")),
             "label": interpret.label(score),
             "bin7": interpret.bin7(score),
             "bin7_name": interpret.BIN7[interpret.bin7(score)],
@@ -215,6 +217,8 @@ class Predictor:
             "cpc_percentile": value(f"cpc_{m}_percentile", (m,)),
             "shapley": value(f"shapley_{m}", (m,)),
             "contribution": value(f"contribution_{m}", (m,)),
+            # The share of m's Shapley value the score keeps (export/trust.py); the words are not weighed.
+            "trust": None if m == "text" else value(f"trust_{m}", (m,)),
         }
         d["outside_training"] = [k for k in ("ba", "cpc") if interpret.outside_training(d[f"{k}_percentile"])]
         return d

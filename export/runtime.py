@@ -19,6 +19,7 @@ from model.data.samples import collate_arrays
 from model.onnx_session import make_session
 
 from .artifacts import FEATURE_SPEC, VARIANT_FILES, ModelFolderError, default_variant, verify_folder
+from .trust import apply_trust
 
 log = logging.getLogger("mmim.runtime")
 
@@ -76,8 +77,10 @@ class ServedModel:
         raise NotImplementedError
 
     def predict(self, samples, batch_size: int = 64, collate_lock=None) -> dict[str, np.ndarray]:
-        """Every output for `samples`, in order, run `batch_size` at a time. collate_lock, when
-        given, is held while tokenising (fast tokenizers are not thread-safe)."""
+        """Every output for `samples`, in order, run `batch_size` at a time, with the voice and
+        the face weighed by how familiar they are (export/trust.py; `run` gives the graph's
+        outputs as they are). collate_lock, when given, is held while tokenising (fast
+        tokenizers are not thread-safe)."""
         from contextlib import nullcontext
 
         lock = collate_lock or nullcontext()
@@ -85,8 +88,8 @@ class ServedModel:
         for i in range(0, len(samples), batch_size):
             with lock:
                 feed = self.collate(samples[i : i + batch_size])
-            outs.append(self.run(feed))
-        return {name: np.concatenate([o[name] for o in outs]) for name in self.output_names}
+            outs.append(apply_trust(self.run(feed), feed["attention_mask"].sum(axis=1) > 0))
+        return {name: np.concatenate([o[name] for o in outs]) for name in outs[0]} if outs else {}
 
 
 class OnnxModel(ServedModel):

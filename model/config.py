@@ -11,6 +11,8 @@ from .metrics import LOWER_IS_BETTER, METRIC_NAMES
 
 MODALITIES = ("text", "audio", "visual")
 NONVERBAL = ("audio", "visual")
+# Sentiment is regressed in [-SCORE_RANGE, SCORE_RANGE] (MOSI's scale); scores are clamped to it.
+SCORE_RANGE = 3.0
 VARIANTS = ("full", "no_mi", "text")
 # How a row's training target is made: its label, or model/data/targets.words_first.
 TARGET_RULES = ("label", "words_first")

@@ -15,12 +15,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .config import ModelConfig
+from .config import SCORE_RANGE, ModelConfig
 from .encoders import SequenceEncoder, TextEncoder
 from .mi import BABound, CPC
 from .shapley import interaction_matrix, pairs, shapley_matrix
 
-SCORE_RANGE = 3.0
 QUANTILES = 101  # 0th, 1st, ..., 100th percentile of each MI diagnostic over the training set
 
 

@@ -1,5 +1,6 @@
 """The app's predictor (no Gradio): interpretation rules, one clip in any subset of modalities,
 every bad-input case as FeatureError, the feature-spec check, batch/zip safety and the CLI."""
+import dataclasses
 import io
 import json
 import shutil
@@ -7,6 +8,7 @@ import threading
 import zipfile
 from contextlib import redirect_stdout
 
+import numpy as np
 import pytest
 
 from app import interpret
@@ -77,6 +79,16 @@ def test_flags_name_absent_modalities_and_automatic_text():
                      "only 10% of the audio is voiced speech"]
 
 
+def test_flags_say_how_much_of_a_distrusted_modality_the_score_keeps():
+    d = diag(text=0.1, audio=0.4, visual=-0.2)
+    d["audio"]["trust"], d["visual"]["trust"] = 0.0, 0.5
+    flags = interpret.flags(d, {}, "given")
+    assert flags == ["the voice is outside what the model saw in training: the score keeps none of its pull",
+                     "the face is outside what the model saw in training: the score keeps 50% of its pull"]
+    d["audio"]["trust"], d["visual"]["trust"] = 1.0, 1.0
+    assert interpret.flags(d, {}, "given") == []
+
+
 # ---- the predictor on real generated clips ----
 
 @pytest.fixture(scope="module")
@@ -124,12 +136,33 @@ def test_clip_with_text_has_every_modality(predictor, media):
     json.dumps(r)  # plain JSON all the way down (the CLI prints it)
 
 
+def test_a_voice_far_outside_training_is_left_out_of_the_score(predictor, media):
+    clip = predictor.frontend.extract(text="I loved this film, it was wonderful.", video=media["clip"])
+    sample = clip.to_sample("clip")
+    # A voice stream stuck at one value far from any frame Whisper makes.
+    odd = dataclasses.replace(sample, features={**sample.features, "audio": np.full_like(sample.features["audio"], 50.0)})
+    raw = predictor.model.run(predictor.model.collate([sample, odd]))
+    served = predictor.model.predict([sample, odd])
+    # The graph's diagnostics put the odd voice below every training clip; the served score
+    # then drops the voice's Shapley value, and the values still add up.
+    assert raw["ba_text_audio_percentile"][1] == 0.0 and served["trust_audio"][1] == 0.0
+    assert served["shapley_audio"][1] == 0.0
+    assert served["score"][1] == pytest.approx(raw["score"][1] - raw["shapley_audio"][1], abs=1e-5)
+    parts = sum(served[f"shapley_{m}"] for m in ("text", "audio", "visual")) + served["shapley_baseline"]
+    np.testing.assert_allclose(served["score"], parts, atol=1e-5)
+    # Whatever the weights, the graph's own score is kept beside the served one.
+    np.testing.assert_array_equal(served["fused_score"], raw["score"])
+    for i in range(2):
+        kept = sum((1 - served[f"trust_{m}"][i]) * raw[f"shapley_{m}"][i] for m in ("audio", "visual"))
+        assert served["score"][i] == pytest.approx(raw["score"][i] - kept, abs=1e-5)
+
+
 def test_absent_modalities_show_absent_not_numbers(predictor):
     r = predictor.predict(text="What a great and happy day this is.")
     for m in ("audio", "visual"):
         assert r["diagnostics"][m] == {"present": False, "ba": "absent", "ba_percentile": "absent", "cpc": "absent",
                                        "cpc_percentile": "absent", "shapley": "absent", "contribution": "absent",
-                                       "outside_training": []}
+                                       "trust": "absent", "outside_training": []}
     assert r["interactions"] == {"text×audio": "absent", "text×visual": "absent", "audio×visual": "absent"}
     assert isinstance(r["diagnostics"]["text"]["shapley"], float)
     assert r["diagnostics"]["text"]["shapley"] == pytest.approx(r["score"] - r["shapley_baseline"], abs=1e-5)

@@ -35,12 +35,12 @@ def _nats(d: dict, key: str) -> str:
 def diagnostics_table(result: dict) -> pd.DataFrame:
     rows = [
         [m, "yes" if d["present"] else interpret.ABSENT, _nats(d, "ba"), _nats(d, "cpc"), _fmt(d.get("shapley")),
-         _fmt(d["contribution"])]
+         _fmt(d.get("trust"), ".0%") if m != "text" else "", _fmt(d["contribution"])]
         for m, d in result["diagnostics"].items()
     ]
     return pd.DataFrame(rows, columns=["modality", "present", "BA text→m, nats (training percentile)",
                                        f"CPC fusion→m, nats ≤ {result['cpc_bound']:.2f} (percentile)",
-                                       "Shapley (score)", "leave-one-out (score)"])
+                                       "Shapley (score)", "trust (share of its pull kept)", "leave-one-out (score)"])
 
 
 def diagnostics_charts(result: dict) -> tuple[pd.DataFrame, pd.DataFrame]:

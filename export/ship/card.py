@@ -72,13 +72,19 @@ def _neutral_rows(by_split: dict | None) -> str:
 
 
 def _swapped_rows(pools: dict | None) -> str:
-    """| voices | n | outside training | voice's share (outside / inside) | effect | alone | pass-through |"""
+    """| voices | n | outside training | voice's share (outside / inside) | effect | alone | pass-through, served
+    (the fusion network alone) |"""
     if not pools:
         return "| not measured for this build | | | | | | |"
+
+    def fused(m, key, spec):  # a build measured before trust has no _fused figures
+        return f" ({format(m[key + '_fused'], spec)})" if key + "_fused" in m else ""
+
     return "\n".join(
         f"| {name} | {m['voices']} | {_percent(m['outside_share'])} | {_percent(m['voice_share'])} "
-        f"({_percent(m['voice_share_outside'])} / {_percent(m['voice_share_inside'])}) | {m['mean_abs_effect']:.3f} | "
-        f"{m['voice_alone_mean']:+.2f} / {m['voice_alone_mean_abs']:.2f} | {m['pass_through']:.2f} |"
+        f"({_percent(m['voice_share_outside'])} / {_percent(m['voice_share_inside'])}) | {m['mean_abs_effect']:.3f}"
+        f"{fused(m, 'mean_abs_effect', '.3f')} | {m['voice_alone_mean']:+.2f} / {m['voice_alone_mean_abs']:.2f} | "
+        f"{m['pass_through']:.2f}{fused(m, 'pass_through', '.2f')} |"
         for name, m in pools.items())
 
 
@@ -168,7 +174,9 @@ def model_card(report: dict, model_dir: Path) -> str:
         "tuple_rows": "\n".join(
             _row(name, {"n": n_test, **report[key]}, "acc2_non0")
             for name, key in (("all", "tuples_test"), ("agreeing (one valence bin)", "tuples_test_agreeing"),
-                              ("disagreeing", "tuples_test_disagreeing"))
+                              ("disagreeing", "tuples_test_disagreeing"),
+                              ("all, the fusion network's own score (before trust)", "tuples_test_fused"))
+            if key in report
         ),
         "shapley_rows": "\n".join(f"| {m} | {reliability[m]:.3f} | {shap[m]:.3f} | {shap_dis[m]:.3f} |" for m in MODALITIES),
         "mi_pairs": mi["n_pairs"],

@@ -15,7 +15,7 @@ from model.metrics import sentiment_metrics
 from ..artifacts import MANIFEST
 from ..runtime import OnnxModel
 from ..samples import clip_sample
-from .reliability import scores_without_voice, unusual_voice_metrics, unusual_voice_pools, voice_share_by_familiarity
+from .reliability import scores, scores_without_voice, unusual_voice_metrics, unusual_voice_pools, voice_share_by_familiarity
 
 # int8 or fp16 ships only if text alone loses at most this much MAE against fp32.
 VARIANT_MAE_TOLERANCE = 0.01
@@ -141,7 +141,7 @@ def compare_variants(model_dir: Path, texts, variants: tuple[str, ...], latency_
     return out
 
 
-def tuple_metrics(runtime, test_tuples: list[dict], without_voice: np.ndarray) -> dict:
+def tuple_metrics(runtime, test_tuples: list[dict], without_voice: dict[str, np.ndarray]) -> dict:
     """The test tuples against their words-first targets (all, agreeing, disagreeing), face +
     voice without the words, and each modality's mean |Shapley value| (without_voice: the
     tuples' scores from their words and face alone)."""
@@ -153,12 +153,14 @@ def tuple_metrics(runtime, test_tuples: list[dict], without_voice: np.ndarray) -
                  for t in test_tuples]
     return {
         "tuples_test": sentiment_metrics(outputs["score"], labels),
+        # The fusion network's own scores, before trust weighed the voice and the face (export/trust.py).
+        "tuples_test_fused": sentiment_metrics(scores(outputs)["fused_score"], labels),
         "tuples_test_agreeing": {"n": int(agree.sum()), **sentiment_metrics(outputs["score"][agree], labels[agree])},
         "tuples_test_disagreeing": {"n": int((~agree).sum()), **sentiment_metrics(outputs["score"][~agree], labels[~agree])},
         "face_voice_no_text": unimodal_metrics(runtime, nonverbal),
         "mean_abs_shapley": {m: float(np.abs(outputs[f"shapley_{m}"]).mean()) for m in MODALITIES},
         "mean_abs_shapley_disagreeing": {m: float(np.abs(outputs[f"shapley_{m}"][~agree]).mean()) for m in MODALITIES},
-        "voice_share_by_familiarity": voice_share_by_familiarity(outputs, without_voice, labels),
+        "voice_share_by_familiarity": voice_share_by_familiarity(outputs, without_voice["score"], labels),
     }
 
 

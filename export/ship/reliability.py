@@ -10,7 +10,9 @@ Two measurements on the test tuples, through ONNX Runtime:
 A voice's share of the |Shapley| total also falls when the voice simply says less (plain
 speech scores near 0 alone), so the second measurement also reports the pass-through: the
 slope of the voice's effect on the fused score (with the voice against without it) on what
-the same voice scores alone. A fusion that trusts unusual voices less passes less of them on.
+the same voice scores alone. A fusion that trusts unusual voices less passes less of them on. Both are measured as served
+(the voice and the face weighed by trust, export/trust.py) and as the fusion network alone
+gives them, in the same run.
 """
 from __future__ import annotations
 
@@ -71,35 +73,46 @@ def pass_through(fused: np.ndarray, without_voice: np.ndarray, alone: np.ndarray
     return float((effect * alone).sum() / max(float((alone ** 2).sum()), 1e-12))
 
 
-def swapped_voice_metrics(runtime, tuples: list[dict], voices: list[np.ndarray], without_voice: np.ndarray,
-                          empty_score: float, rng: np.random.Generator) -> dict:
-    """The tuples with each voice replaced by one drawn from `voices`."""
+def scores(outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The served score and the fusion network's own, before trust weighed the voice and the
+    face (export/trust.py; the same array for a model served without it)."""
+    return {"score": outputs["score"], "fused_score": outputs.get("fused_score", outputs["score"])}
+
+
+def swapped_voice_metrics(runtime, tuples: list[dict], voices: list[np.ndarray], without_voice: dict[str, np.ndarray],
+                          empty: dict[str, float], rng: np.random.Generator) -> dict:
+    """The tuples with each voice replaced by one drawn from `voices`; the effect and the
+    pass-through both as served and as the fusion network alone gives them (`_fused`)."""
     drawn = [voices[i] for i in rng.integers(0, len(voices), len(tuples))]
     outputs = runtime.predict([clip_sample(t["text"], t["label"], x, t["face"]["features"]) for t, x in zip(tuples, drawn)])
-    alone = runtime.predict([clip_sample(audio=x) for x in drawn])["score"] - empty_score
+    alone_outputs = scores(runtime.predict([clip_sample(audio=x) for x in drawn]))
     share, outside = voice_share(outputs), outside_training(outputs)
-    return {
+    out = {
         "voices": len(voices), "tuples": len(tuples),
         "outside_share": float(outside.mean()),
         "voice_share": float(share.mean()),
         "voice_share_outside": float(share[outside].mean()) if outside.any() else None,
         "voice_share_inside": float(share[~outside].mean()) if (~outside).any() else None,
-        "mean_abs_effect": float(np.abs(outputs["score"] - without_voice).mean()),
-        "voice_alone_mean": float(alone.mean()), "voice_alone_mean_abs": float(np.abs(alone).mean()),
-        "pass_through": pass_through(outputs["score"], without_voice, alone),
     }
+    for key, suffix in (("score", ""), ("fused_score", "_fused")):
+        fused, alone = scores(outputs)[key], alone_outputs[key] - empty[key]
+        out[f"mean_abs_effect{suffix}"] = float(np.abs(fused - without_voice[key]).mean())
+        out[f"voice_alone_mean{suffix}"] = float(alone.mean())
+        out[f"voice_alone_mean_abs{suffix}"] = float(np.abs(alone).mean())
+        out[f"pass_through{suffix}"] = pass_through(fused, without_voice[key], alone)
+    return out
 
 
-def scores_without_voice(runtime, tuples: list[dict]) -> np.ndarray:
-    """Each tuple's score from its words and face alone."""
-    return runtime.predict([clip_sample(t["text"], t["label"], None, t["face"]["features"]) for t in tuples])["score"]
+def scores_without_voice(runtime, tuples: list[dict]) -> dict[str, np.ndarray]:
+    """Each tuple's scores (`scores`) from its words and face alone."""
+    return scores(runtime.predict([clip_sample(t["text"], t["label"], None, t["face"]["features"]) for t in tuples]))
 
 
-def unusual_voice_metrics(runtime, tuples: list[dict], pools: dict[str, list[np.ndarray]], without_voice: np.ndarray,
-                          seed: int = 0) -> dict:
+def unusual_voice_metrics(runtime, tuples: list[dict], pools: dict[str, list[np.ndarray]],
+                          without_voice: dict[str, np.ndarray], seed: int = 0) -> dict:
     """`swapped_voice_metrics` for every pool of voices (features), on the same tuples
     (without_voice: `scores_without_voice` of them)."""
-    empty = float(runtime.predict([clip_sample()])["score"][0])
+    empty = {k: float(v[0]) for k, v in scores(runtime.predict([clip_sample()])).items()}
     return {name: swapped_voice_metrics(runtime, tuples, [x for x in voices if len(x)], without_voice, empty,
                                         np.random.default_rng(seed))
             for name, voices in pools.items()}
