@@ -88,6 +88,16 @@ def _swapped_rows(pools: dict | None) -> str:
         for name, m in pools.items())
 
 
+def _trust_plain(m: dict | None) -> str:
+    """One sentence on how often trust weighs down ordinary real voices."""
+    if not m or not m.get("n"):
+        return "Trust on ordinary real speech with its words: not measured for this build."
+    return (f"Ordinary real speech with its words ({m['n']} clips of the held-out plain English speakers, with the "
+            f"transcripts the corpus gives): trust kept less than the whole voice on {_percent(m['distrusted_share'])} of "
+            f"them and none of it on {_percent(m['left_out_share'])}; the score moved by {m['mean_abs_change']:.3f} on "
+            f"average (mean score {m['mean']:+.3f} served, {m['mean_fused']:+.3f} from the fusion network alone).")
+
+
 # The card's words for each kind of voice a build may add at valence 0 (corpora.NEUTRAL_VOICES).
 NEUTRAL_VOICE_ROWS = {
     "other_languages": ("plain speech in other languages, {n} clips (`shared/data/speech/foreign`)",
@@ -144,6 +154,7 @@ def model_card(report: dict, model_dir: Path) -> str:
                                       f"{_mae(m.get('mae_with_voice'))} | {_mae(m.get('mae_without_voice'))} |"
                                       for name, m in report["voice_share_by_familiarity"].items()),
         "swapped_rows": _swapped_rows(report.get("swapped_voices")),
+        "trust_plain": _trust_plain(report.get("trust_plain_speech_with_words")),
         "text_encoder": text_encoder_name(model_dir),
         "whisper": spec["audio"]["whisper_model"], "audio_rate": spec["audio"]["rate_hz"], "audio_dim": spec["audio"]["dim"],
         "strong": STRONG,

@@ -118,6 +118,23 @@ def unusual_voice_metrics(runtime, tuples: list[dict], pools: dict[str, list[np.
             for name, voices in pools.items()}
 
 
+def trust_on_plain_speech(runtime, voices: list[dict], data_root: Path) -> dict:
+    """Held-out real plain English speech (`plain_speech_corpus` entries) with the words the
+    corpus gives for it: how often trust (export/trust.py) leaves part of an ordinary voice
+    out of the score, and how far that moves the score."""
+    folder = data_root / "speech" / "english"
+    words = {r["file"]: r["transcript"].strip() for r in csv.DictReader(open(folder / "metadata.csv", newline="", encoding="utf-8"))}
+    kept = [v for v in voices if v["voice_found"] and words.get(v["file"])]
+    if not kept:
+        return {"n": 0}
+    outputs = runtime.predict([clip_sample(words[v["file"]], 0.0, v["features"]) for v in kept])
+    trust = outputs.get("trust_audio", np.ones(len(kept)))
+    served, fused = scores(outputs).values()
+    return {"n": len(kept), "distrusted_share": float((trust < 1).mean()), "left_out_share": float((trust == 0).mean()),
+            "mean_abs_change": float(np.abs(served - fused).mean()),
+            "mean": float(served.mean()), "mean_fused": float(fused.mean())}
+
+
 def unusual_voice_pools(frontend, data_root: Path, clean_test: list[dict], per_split: int = 0) -> dict[str, list[np.ndarray]]:
     """Held-out voices unlike any the model was trained on, through the front end's audio path:
     real speech in other languages (the valid and test speakers of shared/data/speech/foreign),
