@@ -35,9 +35,9 @@ MAX_NAME_CHARS = 100
 DAMAGED_MEMBER = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError, OSError)
 # OSErrors that are the server's trouble (its disk, its limits), never the member's.
 SERVER_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EMFILE, errno.ENFILE}
-DIAGNOSTIC_KEYS = ("present", "ba", "ba_percentile", "cpc", "cpc_percentile", "shapley", "contribution")
+DIAGNOSTIC_KEYS = ("present", "ba", "ba_percentile", "cpc", "cpc_percentile", "shapley", "trust", "contribution")
 RESULT_COLUMNS = [
-    "file", "segment_start", "segment_end", "score", "label", "bin7", "summary", "text_source", "transcript",
+    "file", "segment_start", "segment_end", "score", "fused_score", "label", "bin7", "summary", "text_source", "transcript",
     *[f"{k}_{m}" for m in ("text", "audio", "visual") for k in DIAGNOSTIC_KEYS],
     "shapley_baseline", "flags", "total_s", "error",
 ]
@@ -163,7 +163,8 @@ def result_row(name: str, result: dict | None, error: str = "") -> dict:
     row["file"], row["error"] = name, error
     if result:
         row.update(
-            score=result["score"], label=result["label"], bin7=result["bin7"], summary=result["summary"],
+            score=result["score"], fused_score="" if result.get("fused_score") is None else result["fused_score"],
+            label=result["label"], bin7=result["bin7"], summary=result["summary"],
             text_source=result["text_source"], transcript=result["transcript"],
             flags="; ".join(result["flags"]), total_s=result.get("timings", {}).get("total", ""),
             shapley_baseline="" if result.get("shapley_baseline") is None else result["shapley_baseline"],
