@@ -5,7 +5,7 @@ diagnostics and the front end's quality figures, so every rule is visible below.
 """
 from __future__ import annotations
 
-from model.metrics import OUTSIDE_PERCENTILE
+from model.metrics import OUTSIDE_PERCENTILE, UNEXPECTED_PERCENTILE
 
 ABSENT = "absent"  # shown instead of a number for a modality the clip does not have
 NAMES = {"text": "the words", "audio": "the voice", "visual": "the face"}
@@ -19,8 +19,7 @@ MIN_PULL = 0.1
 # Two modalities "disagree" only when the weaker pull is at least this share of the stronger.
 DISAGREE_SHARE = 0.25
 # Below UNEXPECTED_PERCENTILE an MI diagnostic is "less expected than most training clips";
-# below OUTSIDE_PERCENTILE (model/metrics.py) "outside what the model saw in training".
-UNEXPECTED_PERCENTILE = 5.0
+# below OUTSIDE_PERCENTILE "outside what the model saw in training" (both in model/metrics.py).
 # Quality thresholds behind the flags.
 LOW_FACE_SHARE = 0.3
 LOW_VOICED_SHARE = 0.2
@@ -124,7 +123,7 @@ def flags(diagnostics: dict[str, dict], quality: dict, text_source: str) -> list
         trust = d.get("trust")
         if d["present"] and isinstance(trust, float) and trust < 1.0:
             kept = "none" if trust == 0.0 else f"{trust:.0%}"
-            out.append(f"{NAMES[m]} is outside what the model saw in training: the score keeps {kept} of its pull")
+            out.append(f"{NAMES[m]} is unlike most training clips: the score keeps {kept} of its pull")
     if quality.get("faces_max", 0) and quality.get("faces_max", 0) > 1:
         out.append(f"up to {quality['faces_max']} faces in a frame; the largest one was used")
     if quality.get("text_truncated"):

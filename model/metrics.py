@@ -17,6 +17,9 @@ LOWER_IS_BETTER = ("mae",)
 # MI diagnostics are read as percentiles of the training set's values (model/mmim.py): below
 # this one a clip's value is "outside what the model saw in training".
 OUTSIDE_PERCENTILE = 1.0
+# Below this one it is "less expected than most training clips" (the app says so, and the
+# served score trusts that voice or face less: export/trust.py).
+UNEXPECTED_PERCENTILE = 5.0
 
 
 def pearson(a: np.ndarray, b: np.ndarray) -> float:

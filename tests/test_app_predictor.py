@@ -83,8 +83,8 @@ def test_flags_say_how_much_of_a_distrusted_modality_the_score_keeps():
     d = diag(text=0.1, audio=0.4, visual=-0.2)
     d["audio"]["trust"], d["visual"]["trust"] = 0.0, 0.5
     flags = interpret.flags(d, {}, "given")
-    assert flags == ["the voice is outside what the model saw in training: the score keeps none of its pull",
-                     "the face is outside what the model saw in training: the score keeps 50% of its pull"]
+    assert flags == ["the voice is unlike most training clips: the score keeps none of its pull",
+                     "the face is unlike most training clips: the score keeps 50% of its pull"]
     d["audio"]["trust"], d["visual"]["trust"] = 1.0, 1.0
     assert interpret.flags(d, {}, "given") == []
 

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from export.trust import apply_trust, trust_weights
+from export.trust import FULL_TRUST_PERCENTILE, apply_trust, trust_weights
 
 NAN = float("nan")
 
@@ -19,12 +19,14 @@ def outputs(cpc_audio, ba_audio, cpc_visual=(50.0,), ba_visual=(50.0,), shapley=
     return out
 
 
-def test_weights_ramp_from_0_to_1_over_the_first_percentile():
-    out = outputs(cpc_audio=[50.0, 0.0, 0.25, 0.9, 1.0], ba_audio=[50.0] * 5, cpc_visual=[50.0] * 5, ba_visual=[50.0] * 5,
+def test_weights_ramp_from_0_to_1_up_to_the_full_trust_percentile():
+    p = FULL_TRUST_PERCENTILE
+    out = outputs(cpc_audio=[50.0, 0.0, 0.25 * p, 0.9 * p, p], ba_audio=[50.0] * 5, cpc_visual=[50.0] * 5, ba_visual=[50.0] * 5,
                   shapley=[(0.5, 1.0, -0.4)] * 5, baseline=[0.2] * 5)
     w = trust_weights(out, np.ones(5, bool))
     np.testing.assert_allclose(w["audio"], [1.0, 0.0, 0.25, 0.9, 1.0], atol=1e-6)
     np.testing.assert_allclose(w["visual"], 1.0)
+    assert trust_weights(out, np.ones(5, bool), full_trust_percentile=50.0)["audio"][0] == 1.0
 
 
 def test_the_lower_of_ba_and_cpc_counts_but_ba_only_with_words():
@@ -41,7 +43,7 @@ def test_no_stored_quantiles_is_no_evidence():
 
 
 def test_a_distrusted_voice_gives_back_its_shapley_value_and_the_values_still_add_up():
-    out = outputs(cpc_audio=[0.5], ba_audio=[80.0], shapley=[(0.5, 1.0, -0.4)], baseline=[0.2])
+    out = outputs(cpc_audio=[0.5 * FULL_TRUST_PERCENTILE], ba_audio=[80.0], shapley=[(0.5, 1.0, -0.4)], baseline=[0.2])
     got = apply_trust(out, np.ones(1, bool))
     assert got["fused_score"][0] == pytest.approx(1.3)
     assert got["trust_audio"][0] == pytest.approx(0.5)

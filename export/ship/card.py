@@ -11,6 +11,7 @@ from model.data.targets import CLEAR_TEXT
 from model.metrics import OUTSIDE_PERCENTILE
 
 from ..artifacts import MANIFEST, write_manifest
+from ..trust import FULL_TRUST_PERCENTILE
 from .corpora import BACKWARDS_EVERY, FACE_VALENCE, STRONG, VOICE_VALENCE
 from .tuples import BIN_EDGES
 
@@ -149,7 +150,7 @@ def model_card(report: dict, model_dir: Path) -> str:
         "neutral_face_rows": _neutral_rows(report.get("neutral_face_alone")),
         "gate_english": _share(gate["english_kept"], gate["english_clips"]),
         "gate_other": _share(gate["other_scored"], gate["other_clips"]),
-        "outside_pct": OUTSIDE_PERCENTILE,
+        "outside_pct": OUTSIDE_PERCENTILE, "full_trust_pct": FULL_TRUST_PERCENTILE,
         "familiarity_rows": "\n".join(f"| {name} training | {m['n']} | {_percent(m['voice_share'])} | "
                                       f"{_mae(m.get('mae_with_voice'))} | {_mae(m.get('mae_without_voice'))} |"
                                       for name, m in report["voice_share_by_familiarity"].items()),
