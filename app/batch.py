@@ -37,9 +37,9 @@ DAMAGED_MEMBER = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError,
 SERVER_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EMFILE, errno.ENFILE}
 DIAGNOSTIC_KEYS = ("present", "ba", "ba_percentile", "cpc", "cpc_percentile", "shapley", "trust", "contribution")
 RESULT_COLUMNS = [
-    "file", "segment_start", "segment_end", "score", "fused_score", "label", "bin7", "summary", "text_source", "transcript",
+    "file", "segment_start", "segment_end", "score", "label", "bin7", "summary", "text_source", "transcript",
     *[f"{k}_{m}" for m in ("text", "audio", "visual") for k in DIAGNOSTIC_KEYS],
-    "shapley_baseline", "flags", "total_s", "error",
+    "shapley_baseline", "fused_score", "flags", "total_s", "error",
 ]
 
 
