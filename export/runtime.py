@@ -88,7 +88,7 @@ class ServedModel:
         for i in range(0, len(samples), batch_size):
             with lock:
                 feed = self.collate(samples[i : i + batch_size])
-            outs.append(apply_trust(self.run(feed), feed["attention_mask"].sum(axis=1) > 0))
+            outs.append(apply_trust(self.run(feed)))
         return {name: np.concatenate([o[name] for o in outs]) for name in outs[0]} if outs else {}
 
 

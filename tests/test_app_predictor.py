@@ -136,18 +136,18 @@ def test_clip_with_text_has_every_modality(predictor, media):
     json.dumps(r)  # plain JSON all the way down (the CLI prints it)
 
 
-def test_a_voice_far_outside_training_is_left_out_of_the_score(predictor, media):
+def test_a_face_far_outside_training_is_left_out_of_the_score(predictor, media):
     clip = predictor.frontend.extract(text="I loved this film, it was wonderful.", video=media["clip"])
     sample = clip.to_sample("clip")
-    # A voice stream stuck at one value far from any frame Whisper makes.
-    odd = dataclasses.replace(sample, features={**sample.features, "audio": np.full_like(sample.features["audio"], 50.0)})
+    # A face stream stuck at a value no expression CNN or face box can give.
+    odd = dataclasses.replace(sample, features={**sample.features, "visual": np.full_like(sample.features["visual"], 5.0)})
     raw = predictor.model.run(predictor.model.collate([sample, odd]))
     served = predictor.model.predict([sample, odd])
-    # The graph's diagnostics put the odd voice below every training clip; the served score
-    # then drops the voice's Shapley value, and the values still add up.
-    assert raw["ba_text_audio_percentile"][1] == 0.0 and served["trust_audio"][1] == 0.0
-    assert served["shapley_audio"][1] == 0.0
-    assert served["score"][1] == pytest.approx(raw["score"][1] - raw["shapley_audio"][1], abs=1e-5)
+    # The graph's CPC puts the odd face below every training clip; the served score then
+    # drops the face's Shapley value, and the values still add up.
+    assert raw["cpc_visual_percentile"][1] == 0.0 and served["trust_visual"][1] == 0.0
+    assert served["shapley_visual"][1] == 0.0
+    assert served["score"][1] == pytest.approx(raw["score"][1] - raw["shapley_visual"][1], abs=1e-5)
     parts = sum(served[f"shapley_{m}"] for m in ("text", "audio", "visual")) + served["shapley_baseline"]
     np.testing.assert_allclose(served["score"], parts, atol=1e-5)
     # Whatever the weights, the graph's own score is kept beside the served one.

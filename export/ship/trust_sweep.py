@@ -10,12 +10,13 @@ tuples (`export.ship` recipe, corpora cached under --work-dir):
   unusual ones the evaluation never uses: the *train* speakers of speech/foreign, espeak-ng
   voices and sentences other than the evaluation's, and RAVDESS valid clips played backwards
   or under white noise at -5 dB;
-- the voice alone on RAVDESS valid actors (Corr).
+- the voice on RAVDESS valid actors (Corr), alone and with its own sentence as the words.
 The test splits and the evaluation's own pools are not read.
 """
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 from pathlib import Path
 
@@ -36,11 +37,8 @@ SWEEP_VOICES = (("en-gb", 40), ("fr", 50), ("pt", 60), ("ms", 50))
 
 
 def _raw(runtime, samples) -> dict[str, np.ndarray]:
-    """The graph's outputs before trust, and whether each sample has words."""
-    parts = []
-    for i in range(0, len(samples), 64):
-        feed = runtime.collate(samples[i : i + 64])
-        parts.append({**runtime.run(feed), "text_present": feed["attention_mask"].sum(axis=1) > 0})
+    """The graph's outputs before trust."""
+    parts = [runtime.run(runtime.collate(samples[i : i + 64])) for i in range(0, len(samples), 64)]
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
@@ -62,7 +60,10 @@ def validation_pools(frontend, root: Path, work: Path, clean: dict) -> dict[str,
             f"RAVDESS valid, white noise at {NOISE_SNR_DB:g} dB": noisy}
 
 
-def sweep(runtime, tuples: list[dict], pools: dict[str, list[np.ndarray]], voices_alone: list[dict]) -> dict:
+def sweep(runtime, tuples: list[dict], pools: dict[str, list[np.ndarray]], voices_alone: list[dict],
+          own_words: dict[str, str]) -> dict:
+    """own_words: each RAVDESS file's sentence, read with its voice (the app's case of an acted
+    clip whose words are neutral)."""
     labels = np.array([t["label"] for t in tuples])
     own = _raw(runtime, [clip_sample(t["text"], t["label"], t["voice"]["features"], t["face"]["features"]) for t in tuples])
     without = _raw(runtime, [clip_sample(t["text"], t["label"], None, t["face"]["features"]) for t in tuples])
@@ -76,23 +77,30 @@ def sweep(runtime, tuples: list[dict], pools: dict[str, list[np.ndarray]], voice
                          _raw(runtime, [clip_sample(audio=x) for x in drawn]), len(voices))
     alone = _raw(runtime, [clip_sample(label=v["valence"], audio=v["features"]) for v in voices_alone if v["voice_found"]])
     alone_labels = np.array([v["valence"] for v in voices_alone if v["voice_found"]])
+    worded = _raw(runtime, [clip_sample(own_words[v["file"]] + ".", v["valence"], v["features"])
+                            for v in voices_alone if v["voice_found"]])
 
     def served(raw, p):
-        return apply_trust({k: v for k, v in raw.items() if k != "text_present"}, raw["text_present"], p)["score"]
+        return apply_trust(raw, p)["score"]
 
     rows = {}
     for p in CANDIDATES:
         base, empty_score = served(without, p), float(served(empty, p)[0])
         row = {"tuples_valid_mae": sentiment_metrics(served(own, p), labels)["mae"],
                "voice_alone_ravdess_valid_corr": sentiment_metrics(served(alone, p), alone_labels)["corr"],
+               "voice_with_own_words_ravdess_valid_corr": sentiment_metrics(served(worded, p), alone_labels)["corr"],
                "pass_through": {}, "distrusted_share": {}}
         for name, (raw, raw_alone, _) in swapped.items():
             row["pass_through"][name] = pass_through(served(raw, p), base, served(raw_alone, p) - empty_score)
-            w = apply_trust({k: v for k, v in raw.items() if k != "text_present"}, raw["text_present"], p)["trust_audio"]
+            w = apply_trust(raw, p)["trust_audio"]
             row["distrusted_share"][name] = float((w < 1).mean())
         rows[str(p)] = row
+    fused = {"tuples_valid_mae": sentiment_metrics(own["score"], labels)["mae"],
+             "voice_with_own_words_ravdess_valid_corr": sentiment_metrics(worded["score"], alone_labels)["corr"],
+             "pass_through": {name: pass_through(raw["score"], without["score"], raw_alone["score"] - empty["score"][0])
+                              for name, (raw, raw_alone, _) in swapped.items()}}
     return {"tuples": len(tuples), "pools": {name: n for name, (_, _, n) in swapped.items()},
-            "fused_tuples_valid_mae": sentiment_metrics(own["score"], labels)["mae"], "candidates": rows}
+            "fusion_network_alone": fused, "candidates": rows}
 
 
 def main(argv=None) -> None:
@@ -118,7 +126,8 @@ def main(argv=None) -> None:
     pools = {name: [v["features"] for v in vs] for name, vs in voices.items()}
     pools.update(validation_pools(frontend, root, work, corpora.clean))
     runtime = OnnxModel(args.model_dir, providers=["CPUExecutionProvider"], threads=args.num_threads)
-    report = sweep(runtime, corpora.tuples["valid"], pools, corpora.clean["valid"])
+    statements = {r["file"]: r["statement"] for r in csv.DictReader(open(root / "ravdess" / "metadata.csv", newline=""))}
+    report = sweep(runtime, corpora.tuples["valid"], pools, corpora.clean["valid"], statements)
     report["command"] = "python -m export.ship.trust_sweep"
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
