@@ -379,24 +379,21 @@ def test_neutral_voices_keep_their_speakers_split_and_play_ravdess_backwards(tmp
         neutral_voice_corpus("music", DATA, Recorder(), tmp_path / "m.npz", clean)
 
 
-def test_trust_on_plain_speech_counts_the_voices_it_weighs_down(tmp_path):
-    from export.ship.reliability import trust_on_plain_speech
+def test_swapped_voices_count_how_often_trust_weighed_the_voice_down():
+    from export.ship.reliability import scores_without_voice, unusual_voice_metrics
 
-    folder = tmp_path / "speech" / "english"
-    folder.mkdir(parents=True)
-    (folder / "metadata.csv").write_text("file,transcript\na.flac,one\nb.flac,two\nc.flac,three\nd.flac,\n", encoding="utf-8")
-
-    class Trusting:  # a clip scores 1 + its voice v, and a voice above 5 is left out
+    class Trusting(_LinearFusion):  # serves a voice above 5 at trust 0: its effect is gone
         def predict(self, samples):
-            v = np.array([s.features["audio"][0, 0] for s in samples])
-            fused = 1.0 + v
-            trust = np.where(v > 5, 0.0, 1.0)
-            return {"score": fused - (1 - trust) * v, "fused_score": fused, "trust_audio": trust}
+            out = super().predict(samples)
+            a = np.array([s.features["audio"][0, 0] if len(s.features["audio"]) else 0.0 for s in samples])
+            trust = np.where(a > 5, 0.0, 1.0)
+            return {**out, "fused_score": out["score"], "score": out["score"] - (1 - trust) * out["shapley_audio"],
+                    "trust_audio": trust}
 
-    voice = lambda f, v, found=True: {"file": f, "features": np.full((2, 3), v, np.float32), "voice_found": found}  # noqa: E731
-    voices = [voice("a.flac", 1.0), voice("b.flac", 10.0), voice("c.flac", 0.0, found=False), voice("d.flac", 9.0)]
-    out = trust_on_plain_speech(Trusting(), voices, tmp_path)
-    # c has no voice and d no words: a and b count, and b's voice (10) is left out.
-    assert out["n"] == 2 and out["distrusted_share"] == 0.5 and out["left_out_share"] == 0.5
-    assert out["mean_abs_change"] == pytest.approx(5.0)
-    assert out["mean"] == pytest.approx((2.0 + 1.0) / 2) and out["mean_fused"] == pytest.approx((2.0 + 11.0) / 2)
+    tuples = [{"text": str(t), "label": 0.0, "face": {"features": np.zeros((0, 8), np.float32)}} for t in (1.0, -2.0)]
+    voice = lambda v: np.full((3, 4), v, np.float32)  # noqa: E731
+    model = Trusting(k=0.5)
+    out = unusual_voice_metrics(model, tuples, {"quiet": [voice(1.0)], "loud": [voice(10.0)]}, scores_without_voice(model, tuples))
+    assert out["quiet"]["trusted_less_share"] == 0.0 and out["loud"]["trusted_less_share"] == 1.0
+    assert out["loud"]["pass_through_fused"] == pytest.approx(0.5) and out["loud"]["pass_through"] == pytest.approx(0.0)
+    assert out["quiet"]["pass_through"] == pytest.approx(0.5)

@@ -74,9 +74,9 @@ def _neutral_rows(by_split: dict | None) -> str:
 
 def _swapped_rows(pools: dict | None) -> str:
     """| voices | n | outside training | voice's share (outside / inside) | effect | alone | pass-through, served
-    (the fusion network alone) |"""
+    (the fusion network alone) | trusted less |"""
     if not pools:
-        return "| not measured for this build | | | | | | |"
+        return "| not measured for this build | | | | | | | |"
 
     def fused(m, key, spec):  # a build measured before trust has no _fused figures
         return f" ({format(m[key + '_fused'], spec)})" if key + "_fused" in m else ""
@@ -85,18 +85,8 @@ def _swapped_rows(pools: dict | None) -> str:
         f"| {name} | {m['voices']} | {_percent(m['outside_share'])} | {_percent(m['voice_share'])} "
         f"({_percent(m['voice_share_outside'])} / {_percent(m['voice_share_inside'])}) | {m['mean_abs_effect']:.3f}"
         f"{fused(m, 'mean_abs_effect', '.3f')} | {m['voice_alone_mean']:+.2f} / {m['voice_alone_mean_abs']:.2f} | "
-        f"{m['pass_through']:.2f}{fused(m, 'pass_through', '.2f')} |"
+        f"{m['pass_through']:.2f}{fused(m, 'pass_through', '.2f')} | {_percent(m.get('trusted_less_share'))} |"
         for name, m in pools.items())
-
-
-def _trust_plain(m: dict | None) -> str:
-    """One sentence on how often trust weighs down ordinary real voices."""
-    if not m or not m.get("n"):
-        return "Trust on ordinary real speech with its words: not measured for this build."
-    return (f"Ordinary real speech with its words ({m['n']} clips of the held-out plain English speakers, with the "
-            f"transcripts the corpus gives): trust kept less than the whole voice on {_percent(m['distrusted_share'])} of "
-            f"them and none of it on {_percent(m['left_out_share'])}; the score moved by {m['mean_abs_change']:.3f} on "
-            f"average (mean score {m['mean']:+.3f} served, {m['mean_fused']:+.3f} from the fusion network alone).")
 
 
 # The card's words for each kind of voice a build may add at valence 0 (corpora.NEUTRAL_VOICES).
@@ -155,7 +145,6 @@ def model_card(report: dict, model_dir: Path) -> str:
                                       f"{_mae(m.get('mae_with_voice'))} | {_mae(m.get('mae_without_voice'))} |"
                                       for name, m in report["voice_share_by_familiarity"].items()),
         "swapped_rows": _swapped_rows(report.get("swapped_voices")),
-        "trust_plain": _trust_plain(report.get("trust_plain_speech_with_words")),
         "text_encoder": text_encoder_name(model_dir),
         "whisper": spec["audio"]["whisper_model"], "audio_rate": spec["audio"]["rate_hz"], "audio_dim": spec["audio"]["dim"],
         "strong": STRONG,

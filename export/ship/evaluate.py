@@ -15,8 +15,7 @@ from model.metrics import sentiment_metrics
 from ..artifacts import MANIFEST
 from ..runtime import OnnxModel
 from ..samples import clip_sample
-from .reliability import (scores, scores_without_voice, trust_on_plain_speech, unusual_voice_metrics,
-                          unusual_voice_pools, voice_share_by_familiarity)
+from .reliability import scores, scores_without_voice, unusual_voice_metrics, unusual_voice_pools, voice_share_by_familiarity
 
 # int8 or fp16 ships only if text alone loses at most this much MAE against fp32.
 VARIANT_MAE_TOLERANCE = 0.01
@@ -71,7 +70,6 @@ def evaluate_shipped(model_dir: Path, texts, voices, faces, test_tuples, rng, da
                 "plain English, test speakers": [v["features"] for v in voice_sources["plain"]["test"]]}
     unusual = unusual_voice_pools(FrontEnd(), data_root, voice_sources["clean"]["test"], per_split)
     report["swapped_voices"] = unusual_voice_metrics(runtime, test_tuples, {**ordinary, **unusual}, without_voice)
-    report["trust_plain_speech_with_words"] = trust_on_plain_speech(runtime, voice_sources["plain"]["test"], data_root)
     report["clip_path_ravdess_test"] = clip_path_metrics(runtime, data_root, voice_sources["clean"]["test"])
     report["mi_agree_vs_disagree"] = mi_agree_vs_disagree(runtime, test_tuples, voices["test"], faces["test"], rng)
     return report

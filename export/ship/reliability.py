@@ -94,6 +94,9 @@ def swapped_voice_metrics(runtime, tuples: list[dict], voices: list[np.ndarray],
         "voice_share_outside": float(share[outside].mean()) if outside.any() else None,
         "voice_share_inside": float(share[~outside].mean()) if (~outside).any() else None,
     }
+    if "trust_audio" in outputs:  # how often the served score weighed the voice down (export/trust.py)
+        out["trusted_less_share"] = float((outputs["trust_audio"] < 1).mean())
+        out["mean_trust"] = float(outputs["trust_audio"].mean())
     for key, suffix in (("score", ""), ("fused_score", "_fused")):
         fused, alone = scores(outputs)[key], alone_outputs[key] - empty[key]
         out[f"mean_abs_effect{suffix}"] = float(np.abs(fused - without_voice[key]).mean())
@@ -116,23 +119,6 @@ def unusual_voice_metrics(runtime, tuples: list[dict], pools: dict[str, list[np.
     return {name: swapped_voice_metrics(runtime, tuples, [x for x in voices if len(x)], without_voice, empty,
                                         np.random.default_rng(seed))
             for name, voices in pools.items()}
-
-
-def trust_on_plain_speech(runtime, voices: list[dict], data_root: Path) -> dict:
-    """Held-out real plain English speech (`plain_speech_corpus` entries) with the words the
-    corpus gives for it: how often trust (export/trust.py) leaves part of an ordinary voice
-    out of the score, and how far that moves the score."""
-    folder = data_root / "speech" / "english"
-    words = {r["file"]: r["transcript"].strip() for r in csv.DictReader(open(folder / "metadata.csv", newline="", encoding="utf-8"))}
-    kept = [v for v in voices if v["voice_found"] and words.get(v["file"])]
-    if not kept:
-        return {"n": 0}
-    outputs = runtime.predict([clip_sample(words[v["file"]], 0.0, v["features"]) for v in kept])
-    trust = outputs.get("trust_audio", np.ones(len(kept)))
-    served, fused = scores(outputs).values()
-    return {"n": len(kept), "distrusted_share": float((trust < 1).mean()), "left_out_share": float((trust == 0).mean()),
-            "mean_abs_change": float(np.abs(served - fused).mean()),
-            "mean": float(served.mean()), "mean_fused": float(fused.mean())}
 
 
 def unusual_voice_pools(frontend, data_root: Path, clean_test: list[dict], per_split: int = 0) -> dict[str, list[np.ndarray]]:
