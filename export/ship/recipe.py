@@ -216,16 +216,22 @@ def ship(cfg: ShipConfig) -> dict:
 BUILD_RECORD = ("recipe", "training", "train_config", "text_reader", "variants", "requantized")
 
 
+def folder_recipe(cfg: ShipConfig) -> ShipConfig:
+    """The recipe the folder at cfg.out was built by (its metrics.json), with cfg's paths and threads."""
+    earlier = json.loads((Path(cfg.out) / "metrics.json").read_text())["recipe"]
+    known = {f.name for f in fields(ShipConfig)}
+    return ShipConfig(**{**{k: v for k, v in earlier.items() if k in known},
+                         "data_root": cfg.data_root, "work_dir": cfg.work_dir, "out": cfg.out,
+                         "num_threads": cfg.num_threads, "evaluate_only": False})
+
+
 def reevaluate(cfg: ShipConfig, root: Path, work: Path) -> dict:
     """--evaluate-only: the folder at cfg.out measured again on every held-out evaluation, with
     corpora and tuples made by its own recipe (cached under work). The data counts must equal
     the build's, or these are not the tuples it was measured on, and nothing is written."""
     out = Path(cfg.out)
     earlier = json.loads((out / "metrics.json").read_text())
-    known = {f.name for f in fields(ShipConfig)}
-    recipe = ShipConfig(**{**{k: v for k, v in earlier["recipe"].items() if k in known},
-                           "data_root": cfg.data_root, "work_dir": cfg.work_dir, "out": cfg.out,
-                           "num_threads": cfg.num_threads, "evaluate_only": False})
+    recipe = folder_recipe(cfg)
     report = evaluate(recipe, build_corpora(recipe, root, work, FrontEnd()), root, out)
     if report["data"] != earlier["data"]:
         raise ValueError(f"the corpora made now differ from the build's: {report['data']} vs {earlier['data']}")

@@ -10,9 +10,9 @@ Two measurements on the test tuples, through ONNX Runtime:
 A voice's share of the |Shapley| total also falls when the voice simply says less (plain
 speech scores near 0 alone), so the second measurement also reports the pass-through: the
 slope of the voice's effect on the fused score (with the voice against without it) on what
-the same voice scores alone. A fusion that trusts unusual voices less passes less of them on. Both are measured as served
-(the voice and the face weighed by trust, export/trust.py) and as the fusion network alone
-gives them, in the same run.
+the same voice scores alone. A fusion that trusts unusual voices less passes less of them on.
+Both are measured as served (the voice and the face weighed by trust, export/trust.py) and as
+the fusion network alone gives them, in the same run.
 """
 from __future__ import annotations
 
@@ -97,12 +97,13 @@ def swapped_voice_metrics(runtime, tuples: list[dict], voices: list[np.ndarray],
     if "trust_audio" in outputs:  # how often the served score weighed the voice down (export/trust.py)
         out["trusted_less_share"] = float((outputs["trust_audio"] < 1).mean())
         out["mean_trust"] = float(outputs["trust_audio"].mean())
+    with_voice = scores(outputs)
     for key, suffix in (("score", ""), ("fused_score", "_fused")):
-        fused, alone = scores(outputs)[key], alone_outputs[key] - empty[key]
-        out[f"mean_abs_effect{suffix}"] = float(np.abs(fused - without_voice[key]).mean())
+        alone = alone_outputs[key] - empty[key]
+        out[f"mean_abs_effect{suffix}"] = float(np.abs(with_voice[key] - without_voice[key]).mean())
         out[f"voice_alone_mean{suffix}"] = float(alone.mean())
         out[f"voice_alone_mean_abs{suffix}"] = float(np.abs(alone).mean())
-        out[f"pass_through{suffix}"] = pass_through(fused, without_voice[key], alone)
+        out[f"pass_through{suffix}"] = pass_through(with_voice[key], without_voice[key], alone)
     return out
 
 

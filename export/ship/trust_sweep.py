@@ -43,6 +43,7 @@ def _raw(runtime, samples) -> dict[str, np.ndarray]:
 
 
 def validation_pools(frontend, root: Path, work: Path, clean: dict) -> dict[str, list[np.ndarray]]:
+    """Unusual voices the evaluation never uses (see the module's docstring), as features."""
     from model.data.audio_conditions import add_noise
     from model.features.bench.media import speech
 
@@ -91,9 +92,9 @@ def sweep(runtime, tuples: list[dict], pools: dict[str, list[np.ndarray]], voice
                "voice_with_own_words_ravdess_valid_corr": sentiment_metrics(served(worded, p), alone_labels)["corr"],
                "pass_through": {}, "distrusted_share": {}}
         for name, (raw, raw_alone, _) in swapped.items():
-            row["pass_through"][name] = pass_through(served(raw, p), base, served(raw_alone, p) - empty_score)
-            w = apply_trust(raw, p)["trust_audio"]
-            row["distrusted_share"][name] = float((w < 1).mean())
+            weighed = apply_trust(raw, p)
+            row["pass_through"][name] = pass_through(weighed["score"], base, served(raw_alone, p) - empty_score)
+            row["distrusted_share"][name] = float((weighed["trust_audio"] < 1).mean())
         rows[str(p)] = row
     fused = {"tuples_valid_mae": sentiment_metrics(own["score"], labels)["mae"],
              "voice_with_own_words_ravdess_valid_corr": sentiment_metrics(worded["score"], alone_labels)["corr"],
@@ -107,7 +108,7 @@ def main(argv=None) -> None:
     from model.features import FrontEnd
     from model.files import data_root
 
-    from .recipe import ShipConfig, build_corpora
+    from .recipe import ShipConfig, build_corpora, folder_recipe
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-dir", default="weights/mmim-clip")
@@ -117,14 +118,11 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     root, work = data_root(), Path(args.work_dir)
     frontend = FrontEnd()
-    earlier = json.loads((Path(args.model_dir) / "metrics.json").read_text())["recipe"]
-    recipe = ShipConfig(**{**{k: v for k, v in earlier.items() if k in ShipConfig.__dataclass_fields__},
-                           "work_dir": str(work), "out": args.model_dir, "evaluate_only": False})
+    recipe = folder_recipe(ShipConfig(work_dir=str(work), out=args.model_dir, num_threads=args.num_threads))
     corpora = build_corpora(recipe, root, work, frontend)
-    voices = {name: [v for v in pool["valid"]] for name, pool in
-              (("RAVDESS valid", corpora.clean), ("plain English, valid speakers", corpora.plain))}
-    pools = {name: [v["features"] for v in vs] for name, vs in voices.items()}
-    pools.update(validation_pools(frontend, root, work, corpora.clean))
+    pools = {"RAVDESS valid": [v["features"] for v in corpora.clean["valid"]],
+             "plain English, valid speakers": [v["features"] for v in corpora.plain["valid"]],
+             **validation_pools(frontend, root, work, corpora.clean)}
     runtime = OnnxModel(args.model_dir, providers=["CPUExecutionProvider"], threads=args.num_threads)
     statements = {r["file"]: r["statement"] for r in csv.DictReader(open(root / "ravdess" / "metadata.csv", newline=""))}
     report = sweep(runtime, corpora.tuples["valid"], pools, corpora.clean["valid"], statements)
