@@ -13,9 +13,9 @@ import soundfile as sf
 
 from model.features import whisper_models
 from model.features.bench.asr import edit_distance, normalise, wer
-from model.features.speech import DEFAULT_ASR_MODEL, AsrConfig, Transcriber
+from model.features.speech import DEFAULT_ASR_MODEL, AsrConfig, Transcriber, speech_windows
 from tests.conftest import DATA, REPO
-from model.features.bench.media import speech
+from model.features.bench.media import speech, spoken_sentences
 
 pytestmark = pytest.mark.slow  # Whisper
 SENTENCE = "I went to see the new film last night and honestly it was wonderful."
@@ -65,6 +65,59 @@ def test_word_timestamps_are_monotonic_and_inside_the_clip(asr, sentence):
     for s in t.segments:
         assert s.start <= s.words[0].start and s.words[-1].end <= s.end
         assert s.avg_logprob <= 0 and 0 <= s.no_speech_prob <= 1
+
+
+def test_speech_windows_end_at_the_last_join_that_fits():
+    assert speech_windows(2500, [1000], 3000) == [(0, 2500)]  # all fits: one window, joins ignored
+    assert speech_windows(7000, [1000, 2800, 4000, 6500], 3000) == [(0, 2800), (2800, 4000), (4000, 7000)]
+    assert speech_windows(7000, [], 3000) == [(0, 3000), (3000, 6000), (6000, 7000)]  # no join: cut at the width
+    assert speech_windows(0, [], 3000) == [(0, 1)]  # nothing: one frame, as the extractor gives
+
+
+# Read with short pauses, so that the VAD hears one long stretch of speech that must be cut.
+STORY = (
+    "The morning train was late again, and the platform slowly filled with people.",
+    "A woman in a green coat was reading a newspaper about the harbour bridge.",
+    "Two students argued about whether the library would open before nine.",
+    "When the train finally arrived, every seat in the first carriage was taken.",
+    "The driver apologised twice and promised that the timetable would improve.",
+    "Outside the window, the fields were covered in a thin layer of frost.",
+    "A small dog slept under the bench, ignoring the noise around it.",
+    "By the time we reached the city, the sun had melted most of the ice.",
+    "The conductor checked our tickets and wished everyone a pleasant weekend.",
+    "I bought a coffee at the station and walked the rest of the way to work.",
+    "My colleague had already started the meeting without waiting for me.",
+    "We discussed the budget, the new office, and the plans for the summer.",
+    "Nobody agreed about the colour of the carpet, so we postponed the decision.",
+    "After lunch the printer broke down and the afternoon passed very quietly.",
+    "In the evening I took the same train home and it was on time for once.",
+)
+
+
+def test_speech_beyond_a_window_is_encoded_once_and_every_sentence_is_heard(asr, monkeypatch):
+    """Past 30 s, each window of speech is encoded once for both the voice and the words, and
+    windows end between words: no sentence is lost and no sentence is garbled by a cut."""
+    signal, _ = spoken_sentences(list(STORY), pause_s=0.4)
+    assert len(signal) / 16000 > 60
+    calls = []
+    encode = asr.whisper.encode
+    def counting(features):  # how many log-mel frames of real audio (not padding) each call encodes
+        calls.append(int(np.count_nonzero(np.abs(features.reshape(-1, *features.shape[-2:])).max(axis=(0, 1)))))
+        return encode(features)
+
+    monkeypatch.setattr(asr.whisper, "encode", counting)
+    a = asr.analyse(signal)
+    hop = asr.whisper.feature_extractor.hop_length
+    joins = np.cumsum([round((end - start) * 16000) for start, end in a.speech_chunks_s])[:-1] // hop
+    windows = speech_windows(round(a.speech_seconds * 16000) // hop, joins, 3000)
+    assert len(windows) >= 3 and len(calls) == len(windows)
+    assert sum(calls) <= windows[-1][1] + 1  # no frame encoded twice (the last window keeps the extractor's extra frame)
+    assert len(a.frames) == sum(-(-(b - w) // 2) for w, b in windows)
+    heard = normalise(a.transcript.text)
+    for s in STORY:
+        words = normalise(s)
+        assert sum(w in heard for w in words) >= 0.8 * len(words), (s, a.transcript.text)
+    assert wer([" ".join(STORY)], [a.transcript.text]) <= 0.15, a.transcript.text
 
 
 def test_silence_and_tones_give_no_words_and_a_reason(asr):

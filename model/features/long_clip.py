@@ -10,6 +10,8 @@ scores for a short clip.
 from __future__ import annotations
 
 import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -24,6 +26,8 @@ from model.features.speech import Transcript
 from model.features.visual import FACE_PRESENT, VISUAL_DIM
 
 FRAME_BATCH = 25  # frames featurised together (5 s at 5 fps): bounded memory, full batches for the CNN
+FACE_BATCHES_WAITING = 2  # batches submitted but not yet collected
+_FACE_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="faces")
 
 
 @dataclass
@@ -37,11 +41,16 @@ class LongClip:
 
 
 class _FaceStream:
-    """Visual rows of the frames handed to it, featurised FRAME_BATCH at a time."""
+    """Visual rows of the frames handed to it, featurised FRAME_BATCH at a time.
+
+    Each batch is a fresh track (a full face search first), so batches are independent and
+    run on a pool of two threads: while the speech pass holds one core they share the
+    other, and once it is done the faces get both. At most two batches wait, so memory
+    stays bounded."""
 
     def __init__(self, frontend, on_batch: Callable[[float], None]):
         self.frontend, self.on_batch = frontend, on_batch
-        self.rows, self.times, self.buffer, self.faces_max = [], [], [], 0
+        self.rows, self.times, self.buffer, self.pending, self.faces_max = [], [], [], deque(), 0
 
     def __call__(self, rgb: np.ndarray, t: float) -> None:
         self.buffer.append((rgb, t))
@@ -51,14 +60,22 @@ class _FaceStream:
 
     def flush(self) -> None:
         if self.buffer:
-            rows, most, _ = self.frontend.visual_rows([f for f, _ in self.buffer])
-            self.rows.append(rows)
+            self.pending.append(_FACE_POOL.submit(self.frontend.visual_rows, [f for f, _ in self.buffer]))
             self.times.extend(t for _, t in self.buffer)
-            self.faces_max = max(self.faces_max, most)
-            self.buffer.clear()
+            self.buffer = []
+        while len(self.pending) > FACE_BATCHES_WAITING:
+            self._collect()
+
+    def _collect(self) -> None:
+        rows, most, _ = self.pending.popleft().result()
+        self.rows.append(rows)
+        self.faces_max = max(self.faces_max, most)
 
     def result(self) -> tuple[np.ndarray, np.ndarray]:
         """(visual rows, their times in seconds)."""
+        self.flush()
+        while self.pending:
+            self._collect()
         visual = np.concatenate(self.rows) if self.rows else np.zeros((0, VISUAL_DIM), np.float32)
         return visual, np.array(self.times)
 

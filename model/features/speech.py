@@ -1,5 +1,5 @@
 """Speech: automatic transcripts with Whisper (faster-whisper), and the encoder frames the voice
-stream is pooled from, both from one encoder pass."""
+stream is pooled from, both from one encoder pass: every window of speech is encoded once."""
 from __future__ import annotations
 
 import functools
@@ -49,6 +49,12 @@ class AsrConfig:
     # instead: 4x faster on RAVDESS at the same WER (asr_bench). Without the 2x margin
     # the decoder loops ("Dogs are sitting by the door. Dogs are sitting...").
     min_window_s: float = 10.0
+
+
+# Whisper's window: 30 s of log-mel frames. Speech longer than that is cut into windows at
+# joins between the VAD's chunks, and the VAD splits speech longer than a window at its last
+# pause, so that no word straddles two windows.
+WINDOW_S = 30.0
 
 
 @dataclass
@@ -138,7 +144,7 @@ class Transcriber:
         noise = (0.01 * np.random.default_rng(0).standard_normal(SAMPLE_RATE)).astype(np.float32)
         get_speech_timestamps(noise, VadOptions())
         features = self.whisper.feature_extractor(noise)
-        self._decode(features, self.whisper.encode(pad_or_trim(features)), None)
+        self._decode(features, [(0, features.shape[-1] - 1)], [self.whisper.encode(pad_or_trim(features))], None)
 
     def transcribe(self, signal_16k: np.ndarray) -> Transcript:
         return self.analyse(signal_16k, transcribe=True).transcript
@@ -149,9 +155,11 @@ class Transcriber:
     def analyse(self, signal_16k: np.ndarray, transcribe: bool = True) -> SpeechAnalysis:
         """Encode the clip's speech once; decode words from that encoding if `transcribe`.
 
-        Every 30 s window of kept speech is encoded for the frames; the decoder reuses the
-        first window's encoding (faster-whisper re-encodes later windows at its own seek
-        points, so audio beyond 30 s of speech is encoded twice).
+        Speech up to 30 s is one window. Longer speech is cut into windows of at most 30 s at
+        joins between the VAD's chunks (`speech_windows`); each window is encoded once, and
+        its encoding gives both its voice frames and its words, decoded as a clip of its own.
+        faster-whisper's own loop would instead re-encode from wherever its decoder stopped
+        (29 s of a 30 s window, say), encoding most of the speech twice.
         """
         from faster_whisper.audio import pad_or_trim
         from faster_whisper.vad import VadOptions, collect_chunks, get_speech_timestamps
@@ -164,7 +172,7 @@ class Transcriber:
         if len(signal) < SAMPLE_RATE // 10:
             reason = "the audio is shorter than 0.1 s"
         elif c.vad:
-            chunks = get_speech_timestamps(signal, VadOptions())
+            chunks = get_speech_timestamps(signal, VadOptions(max_speech_duration_s=WINDOW_S))
             reason = None if chunks else "no speech: voice activity detection found none"
         if reason:
             result = SpeechAnalysis(np.zeros((0, self.dim), np.float32), 0.0, audio_seconds, reason=reason)
@@ -174,39 +182,47 @@ class Transcriber:
             speech = np.concatenate(collect_chunks(signal, chunks)[0]) if chunks else signal
             with one_blas_thread():
                 features = fw.feature_extractor(speech)
-            window = fw.feature_extractor.nb_max_frames
+            hop = fw.feature_extractor.hop_length
+            joins = np.cumsum([ch["end"] - ch["start"] for ch in chunks])[:-1] // hop if chunks else []
             content = features.shape[-1] - 1  # the extractor adds one frame past the end
+            windows = speech_windows(content, joins, fw.feature_extractor.nb_max_frames)
             encoded, frames = [], []
-            for start in range(0, max(content, 1), window):
-                encoded.append(fw.encode(pad_or_trim(features[:, start : start + window])))
-                real = min(window, content - start)
-                frames.append(np.array(encoded[-1])[0, : max(1, -(-real // 2))])  # 2 mel frames per encoder frame
+            for a, b in windows:
+                # The last window keeps the extra frame, as the voice's training features did.
+                encoded.append(fw.encode(pad_or_trim(features[:, a : b + (b == content)])))
+                frames.append(np.array(encoded[-1])[0, : max(1, -(-(b - a) // 2))])  # 2 mel frames per encoder frame
             result = SpeechAnalysis(np.concatenate(frames).astype(np.float32), len(speech) / SAMPLE_RATE, audio_seconds)
             result.frame_times = _original_times(len(result.frames), chunks)
             result.speech_chunks_s = ([(ch["start"] / SAMPLE_RATE, ch["end"] / SAMPLE_RATE) for ch in chunks]
                                       if chunks else [(0.0, audio_seconds)])
             result.encode_seconds = time.perf_counter() - t0
             if transcribe:
-                result.transcript = self._decode(features, encoded[0], chunks)
+                result.transcript = self._decode(features, windows, encoded, chunks)
         result.seconds = time.perf_counter() - t0
         if result.transcript is not None:
             result.transcript.model, result.transcript.seconds = c.model, result.seconds
         return result
 
-    def _decode(self, features: np.ndarray, encoder_output, chunks) -> Transcript:
+    def _decode(self, features: np.ndarray, windows: list[tuple[int, int]], encoded: list, chunks) -> Transcript:
+        """Words from each window's encoding; the language is detected once, on the first window."""
         from faster_whisper.tokenizer import Tokenizer
         from faster_whisper.transcribe import restore_speech_timestamps
 
         c, fw = self.config, self.whisper
         english = None
         if self.multilingual:
-            ranked = fw.model.detect_language(encoder_output)[0]
+            ranked = fw.model.detect_language(encoded[0])[0]
             language, probability = ranked[0][0][2:-2], float(ranked[0][1])
             english = float(dict(ranked).get("<|en|>", 0.0))
         else:
             language, probability = "en", None
         tokenizer = Tokenizer(fw.hf_tokenizer, self.multilingual, task="transcribe", language=language)
-        segments = fw.generate_segments(features, tokenizer, self._options(tokenizer), False, encoder_output)
+        options = self._options(tokenizer)
+        segments = []
+        for (a, b), encoder_output in zip(windows, encoded):
+            shift = a * fw.feature_extractor.time_per_frame
+            segments += [_shifted(s, shift) for s in
+                         fw.generate_segments(features[:, a : b + 1], tokenizer, options, False, encoder_output)]
         if chunks:
             segments = restore_speech_timestamps(segments, chunks, SAMPLE_RATE)
         kept, dropped = [], 0
@@ -241,6 +257,35 @@ class Transcriber:
             append_punctuations="\"'.。,，!！?？:：”)]}、", multilingual=False, max_new_tokens=None,
             clip_timestamps="0", hallucination_silence_threshold=None, hotwords=None,
         )
+
+
+def speech_windows(content: int, joins, width: int) -> list[tuple[int, int]]:
+    """[(start, end)) log-mel frame windows of at most `width` that cover [0, content). A
+    window ends at the last join between VAD chunks that fits in it, or at `width` where
+    none does (a chunk longer than a window, or no VAD). One window when all fits."""
+    joins = np.asarray(joins, dtype=int)
+    out, a = [], 0
+    while a < content:
+        b = a + width
+        if b >= content:
+            b = content
+        else:
+            inside = joins[(joins > a) & (joins <= b)]
+            b = int(inside.max()) if len(inside) else b
+        out.append((a, b))
+        a = b
+    return out or [(0, max(content, 1))]
+
+
+def _shifted(segment, seconds: float):
+    """A faster-whisper segment decoded from a window, moved to that window's place in the speech."""
+    import dataclasses
+
+    if not seconds:
+        return segment
+    words = [dataclasses.replace(w, start=w.start + seconds, end=w.end + seconds) for w in segment.words or []]
+    return dataclasses.replace(segment, start=segment.start + seconds, end=segment.end + seconds,
+                               words=words if segment.words is not None else None)
 
 
 def _original_times(n_frames: int, chunks: list[dict] | None) -> np.ndarray:

@@ -1,0 +1,126 @@
+"""The speech pass on recordings longer than Whisper's 30 s window: time, encoder work, words.
+
+    python -m model.features.bench.long_speech [--runs 3] [--out after.json] [--compare before.json]
+
+Recordings (16 kHz, built here from `shared/data`):
+- `real_known`: the 11 English clips of `speech/english` that ship a transcript (62 s, 0.5 s
+  apart), so WER is known;
+- `real_60`, `real_90`, `real_120`: valid and test clips of `speech/english` joined with
+  0.3, 0.6 and 1.0 s gaps (74, 93 and 122 s); no reference, so only agreement is reported;
+- `espeak_sst`: espeak-ng reading 40 SST test sentences 0.4 s apart (206 s), WER known.
+
+For each: the speech pass's median seconds over --runs (`Transcriber.analyse`, one thread),
+how many encoder calls it made and how many log-mel frames of real audio they encoded against
+the frames of speech (1.0: nothing encoded twice), and WER where the words are known.
+--compare reads another run's JSON (for example the same file run in an older checkout) and
+adds the word edits between the two transcripts.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+from pathlib import Path
+
+import numpy as np
+
+from model.cli import emit_json
+from model.files import data_root
+
+from .asr import edit_distance, normalise
+
+DATA = data_root()
+
+
+def _english(data: Path, keep) -> list[tuple[np.ndarray, str]]:
+    import soundfile as sf
+
+    from model.features.frontend import mono_16k
+
+    root = data / "speech" / "english"
+    rows = [r for r in csv.DictReader(open(root / "metadata.csv", newline="")) if keep(r)]
+    return [(mono_16k(*sf.read(root / r["file"], dtype="float32")), r["transcript"]) for r in rows]
+
+
+def _joined(clips, gap_s: float, target_s: float = 0.0, start: int = 0) -> tuple[np.ndarray, int]:
+    """Clips (from `start`, round the list) with gap_s of silence after each, until target_s."""
+    parts, i, total = [], start, 0.0
+    while i == start or (target_s and total < target_s) or (not target_s and i < len(clips)):
+        x = clips[i % len(clips)][0]
+        parts += [x, np.zeros(int(gap_s * 16000), np.float32)]
+        total, i = total + len(x) / 16000 + gap_s, i + 1
+    return np.concatenate(parts), i
+
+
+def recordings(data: Path = DATA) -> dict[str, tuple[np.ndarray, str | None]]:
+    """name -> (16 kHz signal, reference text or None)."""
+    from model.features.bench.media import spoken_sentences
+
+    out = {}
+    known = _english(data, lambda r: bool(r["transcript"]))
+    out["real_known"] = (_joined(known, 0.5)[0], " ".join(t for _, t in known))
+    plain = _english(data, lambda r: r["split"] in ("valid", "test"))
+    np.random.default_rng(0).shuffle(plain)
+    at = 0
+    for name, target, gap in (("real_60", 60, 0.3), ("real_90", 90, 0.6), ("real_120", 120, 1.0)):
+        signal, at = _joined(plain, gap, target, at)
+        out[name] = (signal, None)
+    rows = [r for r in csv.DictReader(open(data / "text" / "sst.csv", newline="")) if r["split"] == "test"]
+    texts = [rows[i]["text"] for i in np.random.default_rng(1).choice(len(rows), 60, replace=False)]
+    texts = [t for t in texts if 6 <= len(t.split()) <= 30][:40]
+    out["espeak_sst"] = (spoken_sentences(texts, pause_s=0.4)[0], " ".join(texts))
+    return out
+
+
+def measure(transcriber, signal: np.ndarray, reference: str | None, runs: int) -> dict:
+    calls = []
+    encode = transcriber.whisper.encode
+
+    def counting(features):  # log-mel frames of real audio (not padding) in each call
+        calls.append(int(np.count_nonzero(np.abs(features.reshape(-1, *features.shape[-2:])).max(axis=(0, 1)))))
+        return encode(features)
+
+    transcriber.whisper.encode = counting
+    try:
+        seconds = []
+        for _ in range(runs):
+            calls.clear()
+            analysis = transcriber.analyse(signal)
+            seconds.append(analysis.seconds)
+    finally:
+        del transcriber.whisper.encode
+    text = analysis.transcript.text
+    row = {"audio_s": round(len(signal) / 16000, 1), "speech_s": round(analysis.speech_seconds, 1),
+           "seconds": round(statistics.median(seconds), 3), "encoder_calls": len(calls),
+           "encoded_over_speech": round(sum(calls) / (analysis.speech_seconds * 100), 3), "text": text}
+    if reference:
+        ref = normalise(reference)
+        row.update(words=len(ref), wer=round(edit_distance(ref, normalise(text)) / len(ref), 4))
+    return row
+
+
+def main(argv=None) -> None:
+    from model.features.speech import Transcriber
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--compare", type=Path, default=None, help="another run's JSON: word edits between the transcripts")
+    args = parser.parse_args(argv)
+    transcriber = Transcriber()
+    transcriber.warm_up()
+    result = {name: measure(transcriber, signal, ref, args.runs) for name, (signal, ref) in recordings(args.data).items()}
+    if args.compare:
+        other = json.loads(args.compare.read_text())
+        for name, row in result.items():
+            if name in other:
+                theirs = normalise(other[name]["text"])
+                row["edits_vs_compare"] = edit_distance(theirs, normalise(row["text"]))
+                row["seconds_compare"] = other[name]["seconds"]
+    emit_json(result, args.out)
+
+
+if __name__ == "__main__":
+    main()
