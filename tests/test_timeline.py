@@ -86,6 +86,37 @@ def spoken(tmp_path_factory):
     return path, truth, len(signal) / 16000
 
 
+@pytest.mark.parametrize("speech_running", [True, False])
+def test_face_batches_keep_frame_order_and_run_two_at_a_time_only_once_speech_is_done(speech_running):
+    """Batches finish out of order (later ones faster); rows still come back in frame order.
+    While the speech pass runs, one batch at a time; after it, at most two at once."""
+    import threading
+    import time
+
+    from model.features.long_clip import FRAME_BATCH, _FaceStream
+
+    lock, busy, most = threading.Lock(), [0], [0]
+
+    class Frontend:
+        def visual_rows(self, frames):
+            with lock:
+                busy[0] += 1
+                most[0] = max(most[0], busy[0])
+            time.sleep(0.05 if frames[0][0, 0, 0] < 50 else 0.001)  # the first two batches are the slow ones
+            with lock:
+                busy[0] -= 1
+            return np.array([[f[0, 0, 0]] for f in frames], np.float32), 1, {}
+
+    stream = _FaceStream(Frontend(), lambda t: None, lambda: speech_running)
+    n = 5 * FRAME_BATCH + 7
+    for i in range(n):
+        stream(np.full((2, 2, 3), i % 256, np.uint8), i / 5)
+    rows, times = stream.result()
+    assert rows[:, 0].tolist() == [float(i % 256) for i in range(n)]
+    assert times.tolist() == [i / 5 for i in range(n)]
+    assert most[0] == (1 if speech_running else 2)
+
+
 def test_segments_follow_the_sentences_and_scores_their_polarity(shipped, spoken):
     path, truth, seconds = spoken
     assert 85 <= seconds <= 100

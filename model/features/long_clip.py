@@ -26,8 +26,8 @@ from model.features.speech import Transcript
 from model.features.visual import FACE_PRESENT, VISUAL_DIM
 
 FRAME_BATCH = 25  # frames featurised together (5 s at 5 fps): bounded memory, full batches for the CNN
-FACE_BATCHES_WAITING = 2  # batches submitted but not yet collected
-_FACE_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="faces")
+FACE_THREADS = 2
+_FACE_POOL = ThreadPoolExecutor(max_workers=FACE_THREADS, thread_name_prefix="faces")
 
 
 @dataclass
@@ -43,13 +43,14 @@ class LongClip:
 class _FaceStream:
     """Visual rows of the frames handed to it, featurised FRAME_BATCH at a time.
 
-    Each batch is a fresh track (a full face search first), so batches are independent and
-    run on a pool of two threads: while the speech pass holds one core they share the
-    other, and once it is done the faces get both. At most two batches wait, so memory
-    stays bounded."""
+    Each batch is a fresh track (a full face search first), so batches are independent. While
+    the speech pass runs on the other core, decoding waits for each batch's faces (anything
+    more on this core would slow the speech pass, the longer path); once it is done, a batch's
+    faces are found while the next batch is decoded and featurised, on a pool of two threads,
+    so the faces get both cores. At most two batches are in flight, so memory stays bounded."""
 
-    def __init__(self, frontend, on_batch: Callable[[float], None]):
-        self.frontend, self.on_batch = frontend, on_batch
+    def __init__(self, frontend, on_batch: Callable[[float], None], speech_running: Callable[[], bool]):
+        self.frontend, self.on_batch, self.speech_running = frontend, on_batch, speech_running
         self.rows, self.times, self.buffer, self.pending, self.faces_max = [], [], [], deque(), 0
 
     def __call__(self, rgb: np.ndarray, t: float) -> None:
@@ -63,7 +64,7 @@ class _FaceStream:
             self.pending.append(_FACE_POOL.submit(self.frontend.visual_rows, [f for f, _ in self.buffer]))
             self.times.extend(t for _, t in self.buffer)
             self.buffer = []
-        while len(self.pending) > FACE_BATCHES_WAITING:
+        while len(self.pending) > (0 if self.speech_running() else FACE_THREADS - 1):
             self._collect()
 
     def _collect(self) -> None:
@@ -119,9 +120,10 @@ def extract_long(frontend, *, video=None, audio=None, max_duration_s: float = 60
 
     t0 = time.perf_counter()
     report(0.0, "decoding")
-    faces = _FaceStream(frontend, lambda t: report(0.5 * min(1.0, t / max_duration_s), "faces"))
     # The speech pass runs on the other core while the frames are decoded and their faces found.
     speech = []
+    faces = _FaceStream(frontend, lambda t: report(0.5 * min(1.0, t / max_duration_s), "faces"),
+                        lambda: bool(speech) and speech[0] is not None and not speech[0].done())
     signal, duration, quality = _decode_streams(
         frontend, video, audio, limits, faces,
         lambda sound: speech.append(frontend.start_speech(sound, c.asr) if sound is not None and len(sound) else None))

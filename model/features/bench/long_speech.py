@@ -7,7 +7,8 @@ Recordings (16 kHz, built here from `shared/data`):
   apart), so WER is known;
 - `real_60`, `real_90`, `real_120`: valid and test clips of `speech/english` joined with
   0.3, 0.6 and 1.0 s gaps (74, 93 and 122 s); no reference, so only agreement is reported;
-- `espeak_sst`: espeak-ng reading 40 SST test sentences 0.4 s apart (206 s), WER known.
+- `espeak_sst`: espeak-ng reading 40 SST test sentences 0.4 s apart (206 s), WER known, and
+  `espeak_sst_16bit`, the same rounded to 16 bits as a WAV file would hold it.
 
 For each: the speech pass's median seconds over --runs (`Transcriber.analyse`, one thread),
 how many encoder calls it made and how many log-mel frames of real audio they encoded against
@@ -70,6 +71,8 @@ def recordings(data: Path = DATA) -> dict[str, tuple[np.ndarray, str | None]]:
     texts = [rows[i]["text"] for i in np.random.default_rng(1).choice(len(rows), 60, replace=False)]
     texts = [t for t in texts if 6 <= len(t.split()) <= 30][:40]
     out["espeak_sst"] = (spoken_sentences(texts, pause_s=0.4)[0], " ".join(texts))
+    # The same, as a 16-bit file holds it: a change this small moved where the old decoder seeks.
+    out["espeak_sst_16bit"] = (np.round(out["espeak_sst"][0] * 32767) / 32767, out["espeak_sst"][1])
     return out
 
 
