@@ -2,6 +2,7 @@
 stream is pooled from, both from one encoder pass: every window of speech is encoded once."""
 from __future__ import annotations
 
+import dataclasses
 import functools
 import threading
 import time
@@ -182,8 +183,7 @@ class Transcriber:
             speech = np.concatenate(collect_chunks(signal, chunks)[0]) if chunks else signal
             with one_blas_thread():
                 features = fw.feature_extractor(speech)
-            hop = fw.feature_extractor.hop_length
-            joins = np.cumsum([ch["end"] - ch["start"] for ch in chunks])[:-1] // hop if chunks else []
+            joins = chunk_joins([ch["end"] - ch["start"] for ch in chunks], fw.feature_extractor.hop_length) if chunks else []
             content = features.shape[-1] - 1  # the extractor adds one frame past the end
             windows = speech_windows(content, joins, fw.feature_extractor.nb_max_frames)
             encoded, frames = [], []
@@ -259,6 +259,13 @@ class Transcriber:
         )
 
 
+def chunk_joins(chunk_samples: list[int], hop: int) -> np.ndarray:
+    """Where the VAD's chunks meet in the joined speech, in log-mel frames, rounded down to an
+    even frame: windows that start on one give whole encoder frames (two log-mel frames each),
+    so the voice frames of consecutive windows follow each other every 20 ms."""
+    return 2 * (np.cumsum(chunk_samples)[:-1] // (2 * hop))
+
+
 def speech_windows(content: int, joins, width: int) -> list[tuple[int, int]]:
     """[(start, end)) log-mel frame windows of at most `width` that cover [0, content). A
     window ends at the last join between VAD chunks that fits in it, or at `width` where
@@ -279,8 +286,6 @@ def speech_windows(content: int, joins, width: int) -> list[tuple[int, int]]:
 
 def _shifted(segment, seconds: float):
     """A faster-whisper segment decoded from a window, moved to that window's place in the speech."""
-    import dataclasses
-
     if not seconds:
         return segment
     words = [dataclasses.replace(w, start=w.start + seconds, end=w.end + seconds) for w in segment.words or []]
