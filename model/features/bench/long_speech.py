@@ -1,6 +1,6 @@
 """The speech pass on recordings longer than Whisper's 30 s window: time, encoder work, words.
 
-    python -m model.features.bench.long_speech [--runs 3] [--out after.json] [--compare before.json]
+    python -m model.features.bench.long_speech [--runs 3] [--perturb] [--out after.json] [--compare before.json]
 
 Recordings (16 kHz, built here from `shared/data`):
 - `real_known`: the 11 English clips of `speech/english` that ship a transcript (62 s, 0.5 s
@@ -13,6 +13,9 @@ Recordings (16 kHz, built here from `shared/data`):
 For each: the speech pass's median seconds over --runs (`Transcriber.analyse`, one thread),
 how many encoder calls it made and how many log-mel frames of real audio they encoded against
 the frames of speech (1.0: nothing encoded twice), and WER where the words are known.
+--perturb adds, for each recording whose words are known, the WER of five slightly different
+versions of it (gain x0.9, x0.95, x1.1; 5 or 15 ms of silence in front): Whisper's words move
+with such changes, so one version is not enough to compare two decoders.
 --compare reads another run's JSON (for example the same file run in an older checkout) and
 adds the word edits between the two transcripts.
 """
@@ -103,6 +106,19 @@ def measure(transcriber, signal: np.ndarray, reference: str | None, runs: int) -
     return row
 
 
+PERTURBATIONS = {
+    "gain 0.9": lambda x: x * 0.9, "gain 1.1": lambda x: x * 1.1, "gain 0.95": lambda x: x * 0.95,
+    "5 ms lead": lambda x: np.concatenate([np.zeros(80, np.float32), x]),
+    "15 ms lead": lambda x: np.concatenate([np.zeros(240, np.float32), x]),
+}
+
+
+def perturbed_wer(transcriber, signal: np.ndarray, reference: str) -> dict[str, float]:
+    ref = normalise(reference)
+    return {name: round(edit_distance(ref, normalise(transcriber.transcribe(f(signal).astype(np.float32)).text)) / len(ref), 4)
+            for name, f in PERTURBATIONS.items()}
+
+
 def main(argv=None) -> None:
     from model.features.speech import Transcriber
 
@@ -110,11 +126,16 @@ def main(argv=None) -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--perturb", action="store_true", help="also WER on five slightly changed versions")
     parser.add_argument("--compare", type=Path, default=None, help="another run's JSON: word edits between the transcripts")
     args = parser.parse_args(argv)
     transcriber = Transcriber()
     transcriber.warm_up()
-    result = {name: measure(transcriber, signal, ref, args.runs) for name, (signal, ref) in recordings(args.data).items()}
+    result = {}
+    for name, (signal, ref) in recordings(args.data).items():
+        result[name] = measure(transcriber, signal, ref, args.runs)
+        if args.perturb and ref:
+            result[name]["wer_perturbed"] = perturbed_wer(transcriber, signal, ref)
     if args.compare:
         other = json.loads(args.compare.read_text())
         for name, row in result.items():
