@@ -13,6 +13,7 @@ import soundfile as sf
 
 from model.features import whisper_models
 from model.features.bench.asr import edit_distance, normalise, wer
+from model.features.bench.long_speech import encoder_calls
 from model.features.speech import DEFAULT_ASR_MODEL, AsrConfig, Transcriber, chunk_joins, speech_windows
 from tests.conftest import DATA, REPO
 from model.features.bench.media import speech, spoken_sentences
@@ -95,19 +96,13 @@ STORY = (
 )
 
 
-def test_speech_beyond_a_window_is_encoded_once_and_every_sentence_is_heard(asr, monkeypatch):
+def test_speech_beyond_a_window_is_encoded_once_and_every_sentence_is_heard(asr):
     """Past 30 s, each window of speech is encoded once for both the voice and the words, and
     windows end between words: no sentence is lost and no sentence is garbled by a cut."""
     signal, _ = spoken_sentences(list(STORY), pause_s=0.4)
     assert len(signal) / 16000 > 60
-    calls = []
-    encode = asr.whisper.encode
-    def counting(features):  # how many log-mel frames of real audio (not padding) each call encodes
-        calls.append(int(np.count_nonzero(np.abs(features.reshape(-1, *features.shape[-2:])).max(axis=(0, 1)))))
-        return encode(features)
-
-    monkeypatch.setattr(asr.whisper, "encode", counting)
-    a = asr.analyse(signal)
+    with encoder_calls(asr) as calls:  # log-mel frames of real audio in each encoder call
+        a = asr.analyse(signal)
     hop = asr.whisper.feature_extractor.hop_length
     joins = chunk_joins([round((end - start) * 16000) for start, end in a.speech_chunks_s], hop)
     windows = speech_windows(round(a.speech_seconds * 16000) // hop, joins, 3000)

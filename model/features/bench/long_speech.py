@@ -25,14 +25,16 @@ import argparse
 import csv
 import json
 import statistics
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 from model.cli import emit_json
+from model.features.media import SAMPLE_RATE
 from model.files import data_root
 
-from .asr import edit_distance, normalise
+from .asr import edit_distance, normalise, wer
 
 DATA = data_root()
 
@@ -52,8 +54,8 @@ def _joined(clips, gap_s: float, target_s: float = 0.0, start: int = 0) -> tuple
     parts, i, total = [], start, 0.0
     while i == start or (target_s and total < target_s) or (not target_s and i < len(clips)):
         x = clips[i % len(clips)][0]
-        parts += [x, np.zeros(int(gap_s * 16000), np.float32)]
-        total, i = total + len(x) / 16000 + gap_s, i + 1
+        parts += [x, np.zeros(int(gap_s * SAMPLE_RATE), np.float32)]
+        total, i = total + len(x) / SAMPLE_RATE + gap_s, i + 1
     return np.concatenate(parts), i
 
 
@@ -74,35 +76,41 @@ def recordings(data: Path = DATA) -> dict[str, tuple[np.ndarray, str | None]]:
     texts = [rows[i]["text"] for i in np.random.default_rng(1).choice(len(rows), 60, replace=False)]
     texts = [t for t in texts if 6 <= len(t.split()) <= 30][:40]
     out["espeak_sst"] = (spoken_sentences(texts, pause_s=0.4)[0], " ".join(texts))
-    # The same, as a 16-bit file holds it: a change this small moved where the old decoder seeks.
+    # The same, as a 16-bit file holds it: Whisper's words move with a change this small.
     out["espeak_sst_16bit"] = (np.round(out["espeak_sst"][0] * 32767) / 32767, out["espeak_sst"][1])
     return out
 
 
-def measure(transcriber, signal: np.ndarray, reference: str | None, runs: int) -> dict:
-    calls = []
-    encode = transcriber.whisper.encode
+@contextmanager
+def encoder_calls(transcriber):
+    """A list that gets, for each call of the Whisper encoder inside the block, how many log-mel
+    frames of real audio (not padding) it encoded."""
+    calls, encode = [], transcriber.whisper.encode
 
-    def counting(features):  # log-mel frames of real audio (not padding) in each call
+    def counting(features):
         calls.append(int(np.count_nonzero(np.abs(features.reshape(-1, *features.shape[-2:])).max(axis=(0, 1)))))
         return encode(features)
 
     transcriber.whisper.encode = counting
     try:
-        seconds = []
+        yield calls
+    finally:
+        del transcriber.whisper.encode
+
+
+def measure(transcriber, signal: np.ndarray, reference: str | None, runs: int) -> dict:
+    seconds = []
+    with encoder_calls(transcriber) as calls:
         for _ in range(runs):
             calls.clear()
             analysis = transcriber.analyse(signal)
             seconds.append(analysis.seconds)
-    finally:
-        del transcriber.whisper.encode
     text = analysis.transcript.text
-    row = {"audio_s": round(len(signal) / 16000, 1), "speech_s": round(analysis.speech_seconds, 1),
+    row = {"audio_s": round(len(signal) / SAMPLE_RATE, 1), "speech_s": round(analysis.speech_seconds, 1),
            "seconds": round(statistics.median(seconds), 3), "encoder_calls": len(calls),
            "encoded_over_speech": round(sum(calls) / (analysis.speech_seconds * 100), 3), "text": text}
     if reference:
-        ref = normalise(reference)
-        row.update(words=len(ref), wer=round(edit_distance(ref, normalise(text)) / len(ref), 4))
+        row.update(words=len(normalise(reference)), wer=round(wer([reference], [text]), 4))
     return row
 
 
@@ -114,8 +122,7 @@ PERTURBATIONS = {
 
 
 def perturbed_wer(transcriber, signal: np.ndarray, reference: str) -> dict[str, float]:
-    ref = normalise(reference)
-    return {name: round(edit_distance(ref, normalise(transcriber.transcribe(f(signal).astype(np.float32)).text)) / len(ref), 4)
+    return {name: round(wer([reference], [transcriber.transcribe(f(signal).astype(np.float32)).text]), 4)
             for name, f in PERTURBATIONS.items()}
 
 
