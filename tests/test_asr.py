@@ -14,7 +14,7 @@ import soundfile as sf
 from model.features import whisper_models
 from model.features.bench.asr import edit_distance, normalise, wer
 from model.features.bench.long_speech import encoder_calls
-from model.features.speech import DEFAULT_ASR_MODEL, AsrConfig, Transcriber, chunk_joins, speech_windows
+from model.features.speech import DEFAULT_ASR_MODEL, AsrConfig, Transcriber, Word, chunk_joins, speech_windows, too_fast
 from tests.conftest import DATA, REPO
 from model.features.bench.media import speech, spoken_sentences
 
@@ -114,6 +114,33 @@ def test_speech_beyond_a_window_is_encoded_once_and_every_sentence_is_heard(asr)
     for s in STORY:  # a lost sentence loses its long, rare words
         assert heard & set(sorted(normalise(s), key=len)[-3:]), (s, a.transcript.text)
     assert wer([" ".join(STORY)], [a.transcript.text]) <= 0.15, a.transcript.text
+
+
+def test_words_faster_than_anyone_speaks_are_made_up():
+    def words(n: int, seconds: float) -> list[Word]:
+        return [Word(f"w{i}", 12.64 + seconds * i / n, 12.64 + seconds * (i + 1) / n, 0.5) for i in range(n)]
+
+    assert too_fast(words(9, 0.34), 12.0)  # "This is the first time I've ever seen this." in the last 0.34 s
+    assert not too_fast(words(9, 2.5), 12.0)  # 3.6 words a second: ordinary speech
+    assert not too_fast(words(6, 0.5), 12.0)  # exactly 12 a second is kept
+    assert not too_fast(words(2, 0.0), 12.0)  # one or two squeezed words are not judged
+    assert not too_fast([], 12.0)
+
+
+def test_a_partial_window_is_padded_by_the_margin_and_nothing_is_made_up(asr, monkeypatch):
+    """A 12 s clip is encoded in a window of its audio + 5 s, not twice its audio: the margin
+    is what the words need, and with it the decoder adds no sentence of its own at the end."""
+    from faster_whisper import WhisperModel
+
+    signal, _ = spoken_sentences(list(STORY[:4]), pause_s=0.4)
+    widths, encode = [], WhisperModel.encode
+    monkeypatch.setattr(WhisperModel, "encode", lambda self, f: widths.append(f.shape[-1]) or encode(self, f))
+    a = asr.analyse(signal)
+    content = round(a.speech_seconds * 100)  # log-mel frames of speech, 100 a second
+    assert 10 < a.speech_seconds < 20 and widths
+    assert all(abs(w - (content + 500)) <= 3 for w in widths), (widths, content)
+    assert wer([" ".join(STORY[:4])], [a.transcript.text]) <= 0.15, a.transcript.text
+    assert a.transcript.segments[-1].words[-1].end <= len(signal) / 16000
 
 
 def test_silence_and_tones_give_no_words_and_a_reason(asr):

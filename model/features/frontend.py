@@ -106,7 +106,7 @@ class FrontEnd:
             "version": SPEC_VERSION,
             "audio": {"dim": AUDIO_DIM, "names": list(AUDIO_NAMES), "rate_hz": c.audio_rate_hz,
                       "extractor": f"Whisper {VOICE_MODEL} encoder frames (50 Hz) over the speech Silero VAD keeps, "
-                                   "mean-pooled; windows padded to max(10 s, 2x their audio)",
+                                   "mean-pooled; windows padded to max(10 s, their audio + 5 s)",
                       "whisper_model": VOICE_MODEL, "whisper_model_bin_sha256": BASE_MODEL_BIN_SHA256,
                       "compute_type": AsrConfig().compute_type, "sample_rate": SAMPLE_RATE},
             "visual": {"dim": VISUAL_DIM, "names": list(VISUAL_NAMES), "fps": c.video_fps, "max_side": c.max_side,

@@ -46,10 +46,13 @@ class AsrConfig:
     vad: bool = True                  # Silero VAD: decode speech only, so silence cannot become words
     max_no_speech_prob: float = 0.6   # segments Whisper itself thinks are not speech are dropped
     # Whisper pads every window to 30 s and the encoder cost is per window, so a 3 s clip
-    # pays for 30 s. A partial window is padded to max(min_window_s, 2 x its audio)
-    # instead: 4x faster on RAVDESS at the same WER (asr_bench). Without the 2x margin
-    # the decoder loops ("Dogs are sitting by the door. Dogs are sitting...").
+    # pays for 30 s. A partial window is padded to max(min_window_s, its audio +
+    # window_margin_s) instead: 4x faster on RAVDESS at the same WER (asr_bench). With less
+    # padding the decoder makes up a last sentence in the padding, or repeats one; those
+    # come out faster than anyone speaks and `max_words_per_s` drops them.
     min_window_s: float = 10.0
+    window_margin_s: float = 5.0
+    max_words_per_s: float = 12.0
 
 
 # Whisper's window: 30 s of log-mel frames. Speech longer than that is cut into windows at
@@ -128,6 +131,7 @@ class Transcriber:
         self.whisper = _short_window_whisper()(str(self.model_dir), device="cpu", compute_type=self.config.compute_type,
                                                cpu_threads=self.config.threads, local_files_only=True)
         self.whisper.min_window_frames = round(self.config.min_window_s * self.whisper.frames_per_second)
+        self.whisper.margin_frames = round(self.config.window_margin_s * self.whisper.frames_per_second)
         # Width of the encoder frames (512 for base, 384 for tiny): one encoding of silence.
         mels = self.whisper.feature_extractor.mel_filters.shape[0]
         self.dim = int(self.whisper.encode(np.zeros((mels, 1000), np.float32)).shape[-1])
@@ -227,11 +231,13 @@ class Transcriber:
             segments = restore_speech_timestamps(segments, chunks, SAMPLE_RATE)
         kept, dropped = [], 0
         for s in segments:
+            words = [Word(w.word.strip(), round(float(w.start), 3), round(float(w.end), 3), round(float(w.probability), 4))
+                     for w in (s.words or []) if w.word.strip()]
             if s.no_speech_prob > c.max_no_speech_prob:
                 dropped += 1
                 continue
-            words = [Word(w.word.strip(), round(float(w.start), 3), round(float(w.end), 3), round(float(w.probability), 4))
-                     for w in (s.words or []) if w.word.strip()]
+            if too_fast(words, c.max_words_per_s):
+                continue
             kept.append(Segment(round(float(s.start), 3), round(float(s.end), 3), s.text.strip(),
                                 round(float(s.avg_logprob), 4), round(float(s.no_speech_prob), 4), words))
         text = " ".join(s.text for s in kept if s.text).strip()
@@ -257,6 +263,16 @@ class Transcriber:
             append_punctuations="\"'.。,，!！?？:：”)]}、", multilingual=False, max_new_tokens=None,
             clip_timestamps="0", hallucination_silence_threshold=None, hotwords=None,
         )
+
+
+def too_fast(words: list[Word], max_words_per_s: float) -> bool:
+    """Whether a segment's words come faster than anyone speaks: then they were not heard but
+    made up, at the end of a window or in a loop ("This is the first time I've ever seen this."
+    squeezed into the last 0.3 s). Fast speech is 5-7 words a second; one or two words are
+    never judged, since a single word's timestamps can be squeezed too."""
+    if len(words) < 3:
+        return False
+    return len(words) > max_words_per_s * max(words[-1].end - words[0].start, 1e-3)
 
 
 def chunk_joins(chunk_samples: list[int], hop: int) -> np.ndarray:
@@ -310,20 +326,21 @@ def _short_window_whisper():
 
     Every window reaches `encode` padded with exact zeros to 30 s (3000 frames); real
     log-mel frames are never all zero. The padding is cut to max(min_window_frames,
-    2 x the audio), so the first window of a short clip, and the re-encoded remainder
-    when decoding stops mid-window, cost what their audio needs.
+    the audio + margin_frames), so the first window of a short clip, and the re-encoded
+    remainder when decoding stops mid-window, cost what their audio needs.
     """
     from faster_whisper import WhisperModel
     from faster_whisper.audio import pad_or_trim
 
     class ShortWindowWhisper(WhisperModel):
         min_window_frames = 3000
+        margin_frames = 3000
 
         def encode(self, features: np.ndarray):
             full = features.shape[-1]
             columns = np.flatnonzero(np.abs(features.reshape(-1, features.shape[-2], full)).max(axis=(0, 1)) > 0)
             audio = int(columns[-1]) + 1 if len(columns) else 0
-            window = min(full, max(self.min_window_frames, 2 * audio))
+            window = min(full, max(self.min_window_frames, audio + self.margin_frames))
             return super().encode(pad_or_trim(features, window + window % 2))
 
     return ShortWindowWhisper
