@@ -55,7 +55,8 @@ def score(predictor: Predictor, path: Path) -> dict:
 
 
 def change(rows: list[dict], a: str, b: str, reference: list[dict] | None = None) -> dict:
-    """How `b` differs from `a` over the clips (a, b: keys of the rows, or "before" in `reference`)."""
+    """How each row's result `b` differs from result `a` of the same row, or of the same clip's
+    row in `reference` (another version's run)."""
     left = reference or rows
     d = np.abs([r[b]["score"] - l[a]["score"] for r, l in zip(rows, left, strict=True)])
     v = np.abs([r[b]["voice_shapley"] - l[a]["voice_shapley"] for r, l in zip(rows, left, strict=True)])

@@ -101,14 +101,14 @@ class FrontEnd:
         app may set them differently from training (the models are trained on
         given transcripts). Package versions are kept as a record only.
         """
-        c = self.config
+        c, asr = self.config, AsrConfig()
         return {
             "version": SPEC_VERSION,
             "audio": {"dim": AUDIO_DIM, "names": list(AUDIO_NAMES), "rate_hz": c.audio_rate_hz,
                       "extractor": f"Whisper {VOICE_MODEL} encoder frames (50 Hz) over the speech Silero VAD keeps, "
-                                   "mean-pooled; windows padded to max(10 s, their audio + 5 s)",
+                                   f"mean-pooled; windows padded to max({asr.min_window_s:g} s, their audio + {asr.window_margin_s:g} s)",
                       "whisper_model": VOICE_MODEL, "whisper_model_bin_sha256": BASE_MODEL_BIN_SHA256,
-                      "compute_type": AsrConfig().compute_type, "sample_rate": SAMPLE_RATE},
+                      "compute_type": asr.compute_type, "sample_rate": SAMPLE_RATE},
             "visual": {"dim": VISUAL_DIM, "names": list(VISUAL_NAMES), "fps": c.video_fps, "max_side": c.max_side,
                        "face_detector": (CASCADE if self.detector.cfg.backend == "haar"
                                          else f"yuface {_versions().get('yuface', '?')} (libfacedetection CNN)"),

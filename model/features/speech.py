@@ -231,11 +231,11 @@ class Transcriber:
             segments = restore_speech_timestamps(segments, chunks, SAMPLE_RATE)
         kept, dropped = [], 0
         for s in segments:
-            words = [Word(w.word.strip(), round(float(w.start), 3), round(float(w.end), 3), round(float(w.probability), 4))
-                     for w in (s.words or []) if w.word.strip()]
             if s.no_speech_prob > c.max_no_speech_prob:
                 dropped += 1
                 continue
+            words = [Word(w.word.strip(), round(float(w.start), 3), round(float(w.end), 3), round(float(w.probability), 4))
+                     for w in (s.words or []) if w.word.strip()]
             if too_fast(words, c.max_words_per_s):
                 continue
             kept.append(Segment(round(float(s.start), 3), round(float(s.end), 3), s.text.strip(),
