@@ -1,10 +1,15 @@
 """The robustness table: each perturbation does what it says, and the clean row is the
 checkpoint's ordinary test MAE."""
+import json
+import shutil
+
 import numpy as np
 import pytest
+import torch
 
 from model.data import Sample
-from model.experiments.robustness import LEVELS, deletion_neighbours, markdown, perturb, perturb_text, robustness
+from model.experiments.robustness import (LEVELS, deletion_neighbours, markdown, memoize_text, perturb, perturb_text,
+                                          robustness)
 
 
 def test_asr_like_neighbours_are_one_deletion_apart():
@@ -39,10 +44,11 @@ def test_stream_perturbations_noise_frames_and_drop_clips():
     assert all(len(s.features["audio"]) == 50 for s in samples)  # the originals are untouched
 
 
-def test_clean_row_is_the_test_mae_and_every_condition_is_reported(clip_model_dir):
+def test_clean_row_is_the_test_mae_and_every_condition_is_reported(clip_model_dir, tmp_path, monkeypatch):
     from model.experiments.evaluate import evaluate_checkpoint
 
-    run = clip_model_dir.parent / "ckpt"
+    run = tmp_path / "ckpt"
+    shutil.copytree(clip_model_dir.parent / "ckpt", run)
     result = robustness([run])
     (name, row), = result.items()
     assert name == "full" and row["n_checkpoints"] == 1
@@ -51,3 +57,38 @@ def test_clean_row_is_the_test_mae_and_every_condition_is_reported(clip_model_di
         assert set(row["mae"][kind]) >= {f"{p:g}" for p in LEVELS}
     assert {"1"} <= set(row["mae"]["text_missing"]) and {"1"} <= set(row["mae"]["audio_missing"])
     assert "| full | 1 | text_asr |" in markdown(result)
+
+    # The draws are kept beside the weights: a second table reads them; other weights are measured anew.
+    assert json.loads((run / "robustness.json").read_text())["variant"] == "full"
+    in_two_processes = robustness([run, run], workers=2)
+    assert in_two_processes[name]["n_checkpoints"] == 2 and in_two_processes[name]["mae"] == row["mae"]
+    import model.checkpoint
+
+    def measure(*args, **kwargs):
+        raise AssertionError("measured again")
+
+    monkeypatch.setattr(model.checkpoint, "load_checkpoint", measure)
+    again = robustness([run, run])
+    assert again[name]["n_checkpoints"] == 2 and again[name]["mae"] == row["mae"]
+    with open(run / "model.safetensors", "ab") as f:
+        f.write(b" ")
+    with pytest.raises(AssertionError, match="measured again"):
+        robustness([run])
+
+
+def test_text_memo_gives_the_encoders_vector_whatever_the_padding(clip_model_dir):
+    from model.checkpoint import load_checkpoint
+
+    model, tokenizer = load_checkpoint(clip_model_dir.parent / "ckpt")
+    model.eval()
+    pair = tokenizer(["a fine day", "not good at all, really not good"], padding=True, return_tensors="pt")
+    alone = tokenizer(["a fine day"], return_tensors="pt")
+    with torch.no_grad():
+        direct = model.text(pair.input_ids, pair.attention_mask)
+        rows = []
+        compute = model.text.forward
+        model.text.forward = lambda ids, mask: rows.append(len(ids)) or compute(ids, mask)
+        memoize_text(model)
+        torch.testing.assert_close(model.text(pair.input_ids, pair.attention_mask), direct)
+        torch.testing.assert_close(model.text(alone.input_ids, alone.attention_mask)[0], direct[0], atol=1e-5, rtol=0)
+    assert rows == [2]  # the unpadded sentence came from the memo

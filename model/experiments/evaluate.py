@@ -108,6 +108,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--robustness", action="store_true",
                         help="MAE of the checkpoints under degraded inputs, grouped by variant (model/experiments/robustness.py); "
                              "--out writes it (.json, or a .md table)")
+    parser.add_argument("--workers", type=int, default=1, help="with --robustness: checkpoints measured in parallel (processes)")
     parser.add_argument("--num-threads", type=int, default=0,
                         help="torch threads (0: torch's default); 1 beside other jobs, where spinning threads slow both")
     args = parser.parse_args(argv)
@@ -122,7 +123,7 @@ def main(argv: list[str] | None = None) -> None:
 
         if not args.checkpoints:
             parser.error("--robustness needs checkpoint directories")
-        result = robustness(args.checkpoints, args.device)
+        result = robustness(args.checkpoints, args.device, workers=args.workers, num_threads=args.num_threads)
         print(markdown(result))
         if args.out:
             out = Path(args.out)
