@@ -102,3 +102,30 @@ def atomic_dir(path: Path, write: Callable[[Path], None]) -> None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
+class InUseError(RuntimeError):
+    """Another process holds what this one asked to hold exclusively."""
+
+
+@contextmanager
+def held_exclusively(lock: Path, what: str) -> Iterator[None]:
+    """Hold an advisory lock on `lock` (created if missing) for the block, or raise InUseError
+    at once if another process holds it. The kernel drops it when the holder exits, however
+    it exits, so a killed run never leaves a stale lock behind."""
+    import fcntl
+
+    lock = Path(lock)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip()
+            raise InUseError(f"{what} is in use by another process" + (f" (pid {holder})" if holder else "")) from None
+        f.seek(0)
+        f.truncate()
+        f.write(str(os.getpid()))
+        f.flush()
+        yield

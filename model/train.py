@@ -22,6 +22,7 @@ import logging
 import os
 import shutil
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -35,7 +36,7 @@ from .checkpoint import FEATURE_SPEC, load_weights, save_checkpoint, save_weight
 from .cli import add_dataclass_flags, dataclass_from_args
 from .config import ModelConfig, TrainConfig, TupleNCEConfig
 from .data import BENCHMARKS, Collator, Sample, feature_statistics, load_splits
-from .files import NoSpaceError, atomic_write_text
+from .files import NoSpaceError, atomic_write_text, held_exclusively
 from .inference import evaluate, iterate_batches
 from .mmim import MMIM
 from .run_state import (RANK_SEED_STRIDE, RESUME_FILE, derived_seed, load_resume_state, plot_curves, save_resume_state,
@@ -91,17 +92,21 @@ def train(cfg: TrainConfig, resume: bool = True) -> dict:
     try:
         cfg = replace(cfg, device=device)
         run_dir = Path(cfg.out_dir)
-        if resume and (run_dir / "metrics.json").is_file():
-            log.info("%s already finished; remove it to retrain", run_dir)
-            return json.loads((run_dir / "metrics.json").read_text())
-        run = setup(cfg, ctx, resume)
-        sync = partial(distributed.average_gradients, ctx) if ctx.enabled else None
-        for epoch in range(run.state["epoch"] + 1, cfg.epochs + 1):
-            if run.state["stale"] >= cfg.patience:
-                break
-            record = run_epoch(run, epoch, sync)
-            select(run, epoch, record)
-        return finalize(run)
+        # Two trainings of one folder would overwrite each other's resume state: a second
+        # launch of the same grid, say. The first holds it; the second stops at once.
+        lock = held_exclusively(run_dir / ".lock", f"the run folder {run_dir}") if ctx.is_main else nullcontext()
+        with lock:
+            if resume and (run_dir / "metrics.json").is_file():
+                log.info("%s already finished; remove it to retrain", run_dir)
+                return json.loads((run_dir / "metrics.json").read_text())
+            run = setup(cfg, ctx, resume)
+            sync = partial(distributed.average_gradients, ctx) if ctx.enabled else None
+            for epoch in range(run.state["epoch"] + 1, cfg.epochs + 1):
+                if run.state["stale"] >= cfg.patience:
+                    break
+                record = run_epoch(run, epoch, sync)
+                select(run, epoch, record)
+            return finalize(run)
     finally:
         distributed.teardown(ctx)
 

@@ -185,3 +185,23 @@ def test_a_full_disk_is_a_clear_error_and_a_rerun_with_room_completes(tmp_path, 
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     resumed, clean = weights(run), weights(reference.out_dir)
     assert all((resumed[k] == clean[k]).all() for k in clean)
+
+
+def test_a_run_folder_is_trained_by_one_process_at_a_time(tmp_path, mosi_dir, tiny_bert):
+    from model.files import InUseError
+
+    cfg = fixture_config(tmp_path, mosi_dir, tiny_bert, epochs=1, limit_train=32)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from model.files import held_exclusively\n"
+         f"with held_exclusively({str(Path(cfg.out_dir) / '.lock')!r}, 'x'):\n print('held', flush=True); time.sleep(60)"],
+        cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(InUseError, match=f"run folder .* in use by another process \\(pid {holder.pid}\\)"):
+            train(cfg)
+        assert not (Path(cfg.out_dir) / "model.safetensors").exists()
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    train(cfg)  # a killed holder leaves no stale lock
+    assert (Path(cfg.out_dir) / "metrics.json").is_file()
