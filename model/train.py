@@ -94,7 +94,7 @@ def train(cfg: TrainConfig, resume: bool = True) -> dict:
         run_dir = Path(cfg.out_dir)
         # Two trainings of one folder would overwrite each other's resume state: a second
         # launch of the same grid, say. The first holds it; the second stops at once.
-        lock = held_exclusively(run_dir / ".lock", f"the run folder {run_dir}") if ctx.is_main else nullcontext()
+        lock = held_exclusively(run_dir / "train.lock", f"the run folder {run_dir}") if ctx.is_main else nullcontext()
         with lock:
             if resume and (run_dir / "metrics.json").is_file():
                 log.info("%s already finished; remove it to retrain", run_dir)
