@@ -192,7 +192,7 @@ def test_a_run_folder_is_trained_by_one_process_at_a_time(tmp_path, mosi_dir, ti
 
     cfg = fixture_config(tmp_path, mosi_dir, tiny_bert, epochs=1, limit_train=32)
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from model.files import held_exclusively\n"
+        [sys.executable, "-c", "import time; from model.files import held_exclusively\n"
          f"with held_exclusively({str(Path(cfg.out_dir) / 'train.lock')!r}, 'x'):\n print('held', flush=True); time.sleep(60)"],
         cwd=REPO, stdout=subprocess.PIPE, text=True)
     try:

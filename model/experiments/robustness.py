@@ -152,18 +152,18 @@ def checkpoint_robustness(ckpt: str | Path, device: str = "cpu", seed: int = 0, 
     collate = Collator(tokenizer, model.config.max_text_len, model.config.modalities)
     test = splits["test"]
     labels = [s.label for s in test]
-    mae: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    mae: dict[str, dict[str, list[float]]] = {}
     for kind, p in conditions(model.config.modalities):
         repeats = 1 if kind == "clean" or p == 1.0 else REPEATS
         for r in range(repeats):
             rng = np.random.default_rng([seed, r, int(p * 100), sum(map(ord, kind))])
             samples = test if kind == "clean" else perturb(test, kind, p, rng, stds, neighbours)
             scores = predict(model, samples, collate, 64, device)["score"].numpy()
-            mae[kind][f"{p:g}"].append(sentiment_metrics(scores, labels)["mae"])
+            mae.setdefault(kind, {}).setdefault(f"{p:g}", []).append(float(sentiment_metrics(scores, labels)["mae"]))
     result = {"key": key, "variant": variant_name(json.loads((ckpt / "metrics.json").read_text())),
               "seconds": round(time.perf_counter() - start, 1), "mae": mae}
     atomic_write_text(cached, json.dumps(result, indent=1) + "\n")
-    return json.loads(json.dumps(result))
+    return result
 
 
 def robustness(checkpoints: list[str | Path], device: str = "cpu", seed: int = 0, workers: int = 1,
@@ -179,7 +179,8 @@ def robustness(checkpoints: list[str | Path], device: str = "cpu", seed: int = 0
     counts: dict[str, int] = defaultdict(int)
     # spawn, not fork: a forked child cannot start CUDA.
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) if workers > 1 else nullcontext() as pool:
-        for ckpt, result in zip(checkpoints, (pool.map if pool else map)(checkpoint_robustness, *columns)):
+        measure = pool.map if pool else map
+        for ckpt, result in zip(checkpoints, measure(checkpoint_robustness, *columns)):
             log.info("%s: %s, measured in %.0f s", ckpt, result["variant"], result["seconds"])
             counts[result["variant"]] += 1
             for kind, levels in result["mae"].items():
