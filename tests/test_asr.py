@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from importlib import metadata
 
@@ -14,7 +15,8 @@ import soundfile as sf
 from model.features import whisper_models
 from model.features.bench.asr import edit_distance, normalise, wer
 from model.features.bench.long_speech import encoder_calls
-from model.features.speech import DEFAULT_ASR_MODEL, AsrConfig, Transcriber, Word, chunk_joins, speech_windows, too_fast
+from model.features.speech import (DEFAULT_ASR_MODEL, AsrConfig, Transcriber, Word, chunk_joins, prefer_avx512,
+                                   speech_windows, too_fast)
 from tests.conftest import DATA, REPO
 from model.features.bench.media import speech, spoken_sentences
 
@@ -116,6 +118,34 @@ def test_speech_beyond_a_window_is_encoded_once_and_every_sentence_is_heard(asr)
     assert wer([" ".join(STORY)], [a.transcript.text]) <= 0.15, a.transcript.text
 
 
+def test_windows_run_at_once_and_give_what_one_at_a_time_gives(asr, monkeypatch):
+    """Past 30 s the windows are encoded and decoded two at a time, each on its own model
+    replica; the words, their times and the voice frames are those of one window at a time."""
+    signal, _ = spoken_sentences(list(STORY[:8]), pause_s=0.4)
+    running, most, lock, encode = [0], [0], threading.Lock(), asr.whisper.encode
+
+    def counting(features):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        try:
+            return encode(features)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    monkeypatch.setattr(asr.whisper, "encode", counting)
+    together = asr.analyse(signal)
+    assert most[0] == 2
+    monkeypatch.setattr(asr, "_windows", ThreadPoolExecutor(max_workers=1))
+    most[0] = 0
+    alone = asr.analyse(signal)
+    assert most[0] == 1
+    assert together.transcript.segments == alone.transcript.segments and len(together.transcript.segments) > 2
+    np.testing.assert_array_equal(together.frames, alone.frames)
+    np.testing.assert_array_equal(together.frame_times, alone.frame_times)
+
+
 def test_words_faster_than_anyone_speaks_are_made_up():
     def words(n: int, seconds: float) -> list[Word]:
         return [Word(f"w{i}", 12.64 + seconds * i / n, 12.64 + seconds * (i + 1) / n, 0.5) for i in range(n)]
@@ -168,6 +198,19 @@ def test_two_threads_at_once_get_their_own_words(asr, sentence):
     with ThreadPoolExecutor(2) as pool:
         got = list(pool.map(lambda x: asr.transcribe(x).text, [sentence, ravdess] * 2))
     assert got == want * 2
+
+
+def test_ctranslate2_uses_avx512_where_the_cpu_has_it_unless_told_otherwise(monkeypatch):
+    zen4 = "processor\t: 0\nflags\t\t: fpu sse2 avx avx2 avx512f avx512dq avx512bw avx512vl avx512_vnni\n"
+    zen3 = "processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma\n"
+    monkeypatch.delenv("CT2_FORCE_CPU_ISA", raising=False)
+    prefer_avx512(zen3)
+    assert "CT2_FORCE_CPU_ISA" not in os.environ
+    prefer_avx512(zen4)
+    assert os.environ["CT2_FORCE_CPU_ISA"] == "AVX512"
+    monkeypatch.setenv("CT2_FORCE_CPU_ISA", "AVX2")
+    prefer_avx512(zen4)
+    assert os.environ["CT2_FORCE_CPU_ISA"] == "AVX2"
 
 
 def test_model_names_never_reach_a_hub(tmp_path):

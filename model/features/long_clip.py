@@ -44,10 +44,10 @@ class _FaceStream:
     """Visual rows of the frames handed to it, featurised FRAME_BATCH at a time.
 
     Each batch is a fresh track (a full face search first), so batches are independent. While
-    the speech pass runs on the other core, decoding waits for each batch's faces (anything
-    more on this core would slow the speech pass, the longer path); once it is done, a batch's
-    faces are found while the next batch is decoded and featurised, on a pool of two threads,
-    so the faces get both cores. At most two batches are in flight, so memory stays bounded."""
+    the speech pass runs (past 30 s of speech, two windows at a time: both cores are busy),
+    decoding waits for each batch's faces; once it is done, a batch's faces are found while the
+    next batch is decoded and featurised, on a pool of two threads, so the faces get both
+    cores. At most two batches are in flight, so memory stays bounded."""
 
     def __init__(self, frontend, on_batch: Callable[[float], None], speech_running: Callable[[], bool]):
         self.frontend, self.on_batch, self.speech_running = frontend, on_batch, speech_running

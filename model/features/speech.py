@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -42,6 +45,10 @@ class AsrConfig:
     model: str = DEFAULT_ASR_MODEL    # tiny.en | base | a local CTranslate2 Whisper directory
     compute_type: str = "int8"        # CTranslate2 weights; int8 was as accurate as float32 and faster (asr_bench)
     threads: int = 1                  # CTranslate2 intra-op threads: 2 collapse under load on 2 cores
+    # Windows of speech (30 s each) encoded and decoded at once, one model replica each:
+    # past 30 s the speech pass then gets the second core whenever it is free (the timeline's
+    # faces finish first). About 100 MB more resident; no change below 30 s of speech.
+    workers: int = 2
     beam_size: int = 1                # greedy: beam 5 cost about 1.5x for no WER gain on our speech
     vad: bool = True                  # Silero VAD: decode speech only, so silence cannot become words
     max_no_speech_prob: float = 0.6   # segments Whisper itself thinks are not speech are dropped
@@ -129,7 +136,9 @@ class Transcriber:
         self.config = config or AsrConfig()
         self.model_dir = whisper_models.resolve(self.config.model)
         self.whisper = _short_window_whisper()(str(self.model_dir), device="cpu", compute_type=self.config.compute_type,
-                                               cpu_threads=self.config.threads, local_files_only=True)
+                                               cpu_threads=self.config.threads, num_workers=self.config.workers,
+                                               local_files_only=True)
+        self._windows = ThreadPoolExecutor(max_workers=self.config.workers, thread_name_prefix="speech-window")
         self.whisper.min_window_frames = round(self.config.min_window_s * self.whisper.frames_per_second)
         self.whisper.margin_frames = round(self.config.window_margin_s * self.whisper.frames_per_second)
         # Width of the encoder frames (512 for base, 384 for tiny): one encoding of silence.
@@ -190,11 +199,9 @@ class Transcriber:
             joins = chunk_joins([ch["end"] - ch["start"] for ch in chunks], fw.feature_extractor.hop_length) if chunks else []
             content = features.shape[-1] - 1  # the extractor adds one frame past the end
             windows = speech_windows(content, joins, fw.feature_extractor.nb_max_frames)
-            encoded, frames = [], []
-            for a, b in windows:
-                # The last window keeps the extra frame, as the voice's training features did.
-                encoded.append(fw.encode(pad_or_trim(features[:, a : b + (b == content)])))
-                frames.append(np.array(encoded[-1])[0, : max(1, -(-(b - a) // 2))])  # 2 mel frames per encoder frame
+            # The last window keeps the extra frame, as the voice's training features did.
+            encoded = self._map(lambda w: fw.encode(pad_or_trim(features[:, w[0] : w[1] + (w[1] == content)])), windows)
+            frames = [np.array(e)[0, : max(1, -(-(b - a) // 2))] for e, (a, b) in zip(encoded, windows)]  # 2 mel frames each
             result = SpeechAnalysis(np.concatenate(frames).astype(np.float32), len(speech) / SAMPLE_RATE, audio_seconds)
             result.frame_times = _original_times(len(result.frames), chunks)
             result.speech_chunks_s = ([(ch["start"] / SAMPLE_RATE, ch["end"] / SAMPLE_RATE) for ch in chunks]
@@ -222,11 +229,14 @@ class Transcriber:
             language, probability = "en", None
         tokenizer = Tokenizer(fw.hf_tokenizer, self.multilingual, task="transcribe", language=language)
         options = self._options(tokenizer)
-        segments = []
-        for (a, b), encoder_output in zip(windows, encoded):
+
+        def words(window, encoder_output) -> list:
+            a, b = window
             shift = a * fw.feature_extractor.time_per_frame
-            segments += [_shifted(s, shift) for s in
-                         fw.generate_segments(features[:, a : b + 1], tokenizer, options, False, encoder_output)]
+            return [_shifted(s, shift) for s in
+                    fw.generate_segments(features[:, a : b + 1], tokenizer, options, False, encoder_output)]
+
+        segments = [s for window in self._map(words, windows, encoded) for s in window]
         if chunks:
             segments = restore_speech_timestamps(segments, chunks, SAMPLE_RATE)
         kept, dropped = [], 0
@@ -246,6 +256,12 @@ class Transcriber:
             reason = (f"no words: Whisper judged the sound not to be speech (no-speech probability above "
                       f"{c.max_no_speech_prob})" if dropped else "no words recognised in the speech")
         return Transcript(text, kept, language, probability, reason=reason, english_probability=english)
+
+    def _map(self, function, *items) -> list:
+        """function over the windows, in order; in parallel where there are several."""
+        if len(items[0]) == 1:
+            return [function(*args) for args in zip(*items)]
+        return list(self._windows.map(function, *items))
 
     def _options(self, tokenizer):
         from faster_whisper.transcribe import TranscriptionOptions, get_suppressed_tokens
@@ -320,6 +336,25 @@ def _original_times(n_frames: int, chunks: list[dict] | None) -> np.ndarray:
     return (starts[k] + joined - offsets[k]) / SAMPLE_RATE
 
 
+AVX512_FLAGS = {"avx512f", "avx512bw", "avx512dq", "avx512vl"}
+
+
+def prefer_avx512(cpuinfo: str | None = None) -> None:
+    """CTranslate2 runs its own kernels (all but the matrix products: softmax, norms, the int8
+    quantisation of activations) with AVX-512 on Intel CPUs only, and with AVX2 on an AMD CPU
+    that has AVX-512 too (Zen 4), where AVX-512 makes the speech pass about 15 % faster
+    (`model/features/README.md`, "Speed of the speech pass"). It is read once, when the first
+    model loads; a CT2_FORCE_CPU_ISA already set wins. cpuinfo: /proc/cpuinfo's text."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return
+    flags = next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines() if line.startswith("flags")), [])
+    if AVX512_FLAGS <= set(flags):
+        os.environ.setdefault("CT2_FORCE_CPU_ISA", "AVX512")
+
+
 @functools.cache
 def _short_window_whisper():
     """faster-whisper's WhisperModel with an encoder that does not pay for padding.
@@ -329,6 +364,7 @@ def _short_window_whisper():
     the audio + margin_frames), so the first window of a short clip, and the re-encoded
     remainder when decoding stops mid-window, cost what their audio needs.
     """
+    prefer_avx512()
     from faster_whisper import WhisperModel
     from faster_whisper.audio import pad_or_trim
 

@@ -1,6 +1,6 @@
 """The speech pass on recordings longer than Whisper's 30 s window: time, encoder work, words.
 
-    python -m model.features.bench.long_speech [--runs 3] [--perturb] [--out after.json] [--compare before.json]
+    python -m model.features.bench.long_speech [--runs 3] [--workers 2] [--perturb] [--out after.json] [--compare before.json]
 
 Recordings (16 kHz, built here from `shared/data`):
 - `real_known`: the 11 English clips of `speech/english` that ship a transcript (62 s, 0.5 s
@@ -10,7 +10,8 @@ Recordings (16 kHz, built here from `shared/data`):
 - `espeak_sst`: espeak-ng reading 40 SST test sentences 0.4 s apart (206 s), WER known, and
   `espeak_sst_16bit`, the same rounded to 16 bits as a WAV file would hold it.
 
-For each: the speech pass's median seconds over --runs (`Transcriber.analyse`, one thread),
+For each: the speech pass's median seconds over --runs (`Transcriber.analyse`, one thread per
+window, --workers windows at a time: `AsrConfig.workers`),
 how many encoder calls it made and how many log-mel frames of real audio they encoded against
 the frames of speech (1.0: nothing encoded twice), and WER where the words are known.
 --perturb adds, for each recording whose words are known, the WER of five slightly different
@@ -127,16 +128,17 @@ def perturbed_wer(transcriber, signal: np.ndarray, reference: str) -> dict[str, 
 
 
 def main(argv=None) -> None:
-    from model.features.speech import Transcriber
+    from model.features.speech import AsrConfig, Transcriber
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=AsrConfig.workers, help="windows encoded and decoded at once")
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--perturb", action="store_true", help="also WER on five slightly changed versions")
     parser.add_argument("--compare", type=Path, default=None, help="another run's JSON: word edits between the transcripts")
     args = parser.parse_args(argv)
-    transcriber = Transcriber()
+    transcriber = Transcriber(AsrConfig(workers=args.workers))
     transcriber.warm_up()
     result = {}
     for name, (signal, ref) in recordings(args.data).items():
