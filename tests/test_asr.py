@@ -15,8 +15,7 @@ import soundfile as sf
 from model.features import whisper_models
 from model.features.bench.asr import edit_distance, normalise, wer
 from model.features.bench.long_speech import encoder_calls
-from model.features.speech import (DEFAULT_ASR_MODEL, AsrConfig, Transcriber, Word, chunk_joins, prefer_avx512,
-                                   speech_windows, too_fast)
+from model.features.speech import DEFAULT_ASR_MODEL, AsrConfig, Transcriber, Word, chunk_joins, speech_windows, too_fast
 from tests.conftest import DATA, REPO
 from model.features.bench.media import speech, spoken_sentences
 
@@ -198,19 +197,6 @@ def test_two_threads_at_once_get_their_own_words(asr, sentence):
     with ThreadPoolExecutor(2) as pool:
         got = list(pool.map(lambda x: asr.transcribe(x).text, [sentence, ravdess] * 2))
     assert got == want * 2
-
-
-def test_ctranslate2_uses_avx512_where_the_cpu_has_it_unless_told_otherwise(monkeypatch):
-    zen4 = "processor\t: 0\nflags\t\t: fpu sse2 avx avx2 avx512f avx512dq avx512bw avx512vl avx512_vnni\n"
-    zen3 = "processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma\n"
-    monkeypatch.delenv("CT2_FORCE_CPU_ISA", raising=False)
-    prefer_avx512(zen3)
-    assert "CT2_FORCE_CPU_ISA" not in os.environ
-    prefer_avx512(zen4)
-    assert os.environ["CT2_FORCE_CPU_ISA"] == "AVX512"
-    monkeypatch.setenv("CT2_FORCE_CPU_ISA", "AVX2")
-    prefer_avx512(zen4)
-    assert os.environ["CT2_FORCE_CPU_ISA"] == "AVX2"
 
 
 def test_model_names_never_reach_a_hub(tmp_path):

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -336,25 +334,6 @@ def _original_times(n_frames: int, chunks: list[dict] | None) -> np.ndarray:
     return (starts[k] + joined - offsets[k]) / SAMPLE_RATE
 
 
-AVX512_FLAGS = {"avx512f", "avx512bw", "avx512dq", "avx512vl"}
-
-
-def prefer_avx512(cpuinfo: str | None = None) -> None:
-    """CTranslate2 runs its own kernels (all but the matrix products: softmax, norms, the int8
-    quantisation of activations) with AVX-512 on Intel CPUs only, and with AVX2 on an AMD CPU
-    that has AVX-512 too (Zen 4), where AVX-512 makes the speech pass about 15 % faster
-    (`model/features/README.md`, "Speed of the speech pass"). It is read once, when the first
-    model loads; a CT2_FORCE_CPU_ISA already set wins. cpuinfo: /proc/cpuinfo's text."""
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            return
-    flags = next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines() if line.startswith("flags")), [])
-    if AVX512_FLAGS <= set(flags):
-        os.environ.setdefault("CT2_FORCE_CPU_ISA", "AVX512")
-
-
 @functools.cache
 def _short_window_whisper():
     """faster-whisper's WhisperModel with an encoder that does not pay for padding.
@@ -364,7 +343,6 @@ def _short_window_whisper():
     the audio + margin_frames), so the first window of a short clip, and the re-encoded
     remainder when decoding stops mid-window, cost what their audio needs.
     """
-    prefer_avx512()
     from faster_whisper import WhisperModel
     from faster_whisper.audio import pad_or_trim
 
