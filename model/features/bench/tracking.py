@@ -5,9 +5,10 @@ under several search settings.
 
 Between searches of the whole frame the front end looks for the face only near its last box.
 A setting K@W searches the whole frame every K frames (`DetectorConfig.redetect_every`) and
-whenever the face was lost, at W px wide (`detect_width`); the front end's is 5@640. Each sequence here is 10 s at the front end's 5 fps: a
-held-out FER2013 face (PrivateTest) on a real photo (detector bench's backgrounds), moving as a
-talking head does (a damped random walk of its centre, its size breathing by up to 8 %, its roll
+whenever the face was lost, at W px wide (`detect_width`); the front end's is 5@640.
+
+Each sequence is 10 s at the front end's 5 fps: a held-out FER2013 face (PrivateTest) on a real
+photo (the detector bench's backgrounds), moving as a talking head does (a damped random walk of its centre, its size breathing by up to 8 %, its roll
 wandering by up to 12 degrees), 64-200 px wide in a 640x480 frame. A third of the sequences are
 plain, in a third the face is gone for 2 s in the middle, and in a third a second, larger face
 comes in at 3-6 s and stays: the front end must switch to it. Every setting sees the same frames,
@@ -16,8 +17,8 @@ tracked as one clip (the timeline restarts a track every 25 frames, which can on
 Per setting: the share of frames with a face whose row has the largest face (its centre inside
 it, its side within a factor of 2), the share of frames without a face that got one anyway,
 how many frames the switch to the larger face took, and against a full search on every frame
-(the first setting, 1@640): the box's IoU and the expression probabilities' mean absolute change. Time is the
-front end's face stage (grey frames, search, crops) per frame, one thread.
+(the first setting, 1@640): the box's IoU and the expression probabilities' mean absolute
+change. Time is the front end's face stage (grey frames, search, crops) per frame, one thread.
 """
 from __future__ import annotations
 
@@ -118,14 +119,16 @@ def _boxes(rows: np.ndarray) -> np.ndarray:
 
 
 def _hits(rows: np.ndarray, truth) -> np.ndarray:
-    from model.features.visual import BOX_COLUMNS, FACE_PRESENT
+    """Per row: it has a face whose centre lies inside the true largest face, at its size within 2x."""
+    from model.features.visual import FACE_PRESENT
 
+    boxes = _boxes(rows)
     out = np.zeros(len(rows), bool)
-    for i, (row, t) in enumerate(zip(rows, truth)):
-        if t is None or row[FACE_PRESENT] != 1:
+    for i, (box, present, t) in enumerate(zip(boxes, rows[:, FACE_PRESENT] == 1, truth)):
+        if t is None or not present:
             continue
-        cx, cy, w, h = row[BOX_COLUMNS] * [SIZE[1], SIZE[0], SIZE[1], SIZE[0]]
         tx, ty, side = t
+        (cx, cy), (w, h) = (box[:2] + box[2:]) / 2, box[2:] - box[:2]
         out[i] = abs(cx - tx) <= side / 2 and abs(cy - ty) <= side / 2 and 0.5 <= max(w, h) / side <= 2.0
     return out
 
